@@ -1,0 +1,173 @@
+"""Settings: read and validated once at start-up from flags and ``TRUCKX_*`` environment variables.
+
+Precedence: command-line flag, then environment variable, then default. Secrets are wrapped in
+:class:`Secret` so that they never show up in a ``repr`` or a log line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import secrets
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+
+class Secret:
+    """A string that does not print itself."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('**********')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and secrets.compare_digest(self._value, other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class ConfigError(ValueError):
+    """A setting has a value the server cannot run with."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8888
+    data_dir: Path = Path("truckx-data")
+    #: relational store (devices, users, alarms, video index, commands)
+    sql_url: str = ""
+    #: location time series
+    locations_url: str = ""
+    #: root of the video object tree
+    video_dir: Path | None = None
+    jwt_secret: Secret | None = None
+    device_hash_key: Secret | None = None
+    device_token_ttl_s: int = 24 * 3600
+    admin_token_ttl_s: int = 12 * 3600
+    max_video_bytes: int = 2 * 1024**3
+    max_ws_message_bytes: int = 1024 * 1024
+    max_json_body_bytes: int = 1024 * 1024
+    #: group commit: flush after this many points or this many milliseconds, whichever first
+    batch_max_points: int = 2000
+    batch_interval_ms: int = 50
+    #: backpressure: sockets stop being read while this many points wait to be written
+    batch_queue_points: int = 50_000
+    command_ttl_s: int = 3600
+    ws_ping_interval_s: float = 30.0
+    sql_pool_size: int = 10
+    store_timeout_s: float = 10.0
+    log_level: str = "info"
+    #: the first start's admin password; random when not given
+    initial_admin_password: Secret | None = None
+    login_rate_per_min: int = 10
+    migrate_on_start: bool = True
+
+    @property
+    def resolved_sql_url(self) -> str:
+        return self.sql_url or f"sqlite:///{(self.data_dir / 'truckx.db').as_posix()}"
+
+    @property
+    def resolved_locations_url(self) -> str:
+        return self.locations_url or f"sqlite:///{(self.data_dir / 'locations.db').as_posix()}"
+
+    @property
+    def resolved_video_dir(self) -> Path:
+        return self.video_dir or (self.data_dir / "videos")
+
+    def validate(self) -> "Settings":
+        if not (0 <= self.port <= 65535):
+            raise ConfigError(f"port must be 0-65535, not {self.port}")
+        for name in ("batch_max_points", "batch_interval_ms", "batch_queue_points", "max_video_bytes",
+                     "max_ws_message_bytes", "device_token_ttl_s", "admin_token_ttl_s", "command_ttl_s",
+                     "sql_pool_size"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if self.batch_queue_points < self.batch_max_points:
+            raise ConfigError("batch_queue_points must be at least batch_max_points")
+        for url_name in ("sql_url", "locations_url"):
+            url = getattr(self, url_name)
+            if url and url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "mysql", "mariadb", "mongodb"):
+                raise ConfigError(f"{url_name}: unsupported scheme in {url.split(':', 1)[0]!r}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
+        return self
+
+
+# name -> (type, help). Every field is settable by flag --name-with-dashes and env TRUCKX_NAME.
+_OPTIONS: dict[str, tuple[type, str]] = {
+    "host": (str, "address to listen on"),
+    "port": (int, "port to listen on"),
+    "data_dir": (Path, "data directory (SQLite files, videos, generated secrets)"),
+    "sql_url": (str, "relational store URL: sqlite:///path or mysql://user:pass@host/db"),
+    "locations_url": (str, "location store URL: sqlite:///path or mongodb://host/db"),
+    "video_dir": (Path, "video storage root (default <data-dir>/videos)"),
+    "jwt_secret": (Secret, "HS256 signing secret (default: generated into <data-dir>/jwt-secret)"),
+    "device_hash_key": (Secret, "key for hashing device secrets (default: generated into <data-dir>/device-hash-key)"),
+    "device_token_ttl_s": (int, "device token lifetime in seconds"),
+    "admin_token_ttl_s": (int, "admin token lifetime in seconds"),
+    "max_video_bytes": (int, "largest accepted video in bytes"),
+    "max_ws_message_bytes": (int, "largest WebSocket message in bytes (larger closes with 1009)"),
+    "batch_max_points": (int, "group commit: points per flush"),
+    "batch_interval_ms": (int, "group commit: longest wait before a flush, ms"),
+    "batch_queue_points": (int, "points buffered before sockets stop being read"),
+    "command_ttl_s": (int, "default command time-to-live in seconds"),
+    "sql_pool_size": (int, "relational connection pool size"),
+    "store_timeout_s": (float, "timeout of one store call in seconds"),
+    "log_level": (str, "debug, info, warning or error"),
+    "initial_admin_password": (Secret, "password of the first admin user (default: random, printed once)"),
+    "login_rate_per_min": (int, "admin login attempts per minute per username and per address"),
+}
+
+
+def _convert(kind: type, raw: str, name: str) -> Any:
+    try:
+        if kind is Secret:
+            return Secret(raw)
+        if kind is Path:
+            return Path(raw)
+        return kind(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: cannot read {raw!r} as {kind.__name__}") from exc
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    for name, (_kind, help_text) in _OPTIONS.items():
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=argparse.SUPPRESS,
+                            help=f"{help_text} [env TRUCKX_{name.upper()}]")
+
+
+def load(args: argparse.Namespace | None = None, environ: Mapping[str, str] | None = None,
+         **overrides: Any) -> Settings:
+    """Build settings from flags, then env, then defaults; ``overrides`` win over all (tests)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for name, (kind, _help) in _OPTIONS.items():
+        raw = getattr(args, name, None) if args is not None else None
+        if raw is None:
+            raw = environ.get("TRUCKX_" + name.upper())
+        if raw is not None and raw != "":
+            values[name] = _convert(kind, raw, name)
+    values.update(overrides)
+    return Settings(**values).validate()
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[str, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="truckx-server", description="truckx fleet dashcam server")
+    sub = parser.add_subparsers(dest="command")
+    for cmd, help_text in (("serve", "run the server (default)"), ("migrate", "apply database migrations and exit")):
+        add_arguments(sub.add_parser(cmd, help=help_text))
+    add_arguments(parser)
+    ns = parser.parse_args(argv)
+    return ns.command or "serve", ns

@@ -1,0 +1,171 @@
+"""Shared handler behaviour: JSON in and out, bearer-token auth with roles, one ``write_error``.
+
+Every JSON handler streams its request body (``stream_request_body``) so that the size limit is applied
+while reading, with a ``413 payload_too_large`` error body, instead of Tornado buffering any body up to
+the server-wide limit (which is as large as the largest video).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import tornado.web
+from tornado import httputil
+
+from ..auth import Principal
+from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
+                      TruckxError, Unauthorized)
+from ..models import require_object
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+log = logging.getLogger("truckx.handlers")
+
+
+def bearer_token(request: httputil.HTTPServerRequest, allow_query: bool = False) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    if allow_query:
+        values = request.query_arguments.get("token")
+        if values:
+            return values[-1].decode("utf-8", "replace")
+    return None
+
+
+class ApiMixin:
+    """Behaviour shared by plain handlers and WebSocket handlers."""
+
+    #: who may call each method; a route without an entry for a method refuses it (fail-closed).
+    #: ``None`` means no authentication (login, health). Roles: "device", "admin", "viewer".
+    roles: ClassVar[dict[str, tuple[str, ...] | None]] = {}
+
+    principal: Principal | None = None
+    request: httputil.HTTPServerRequest
+    application: tornado.web.Application
+
+    @property
+    def services(self) -> "Services":
+        return self.application.settings["services"]
+
+    def authenticate(self, allow_query_token: bool = False) -> Principal | None:
+        """Check the token against ``roles`` for this request's method; sets ``self.principal``."""
+        method = self.request.method or "GET"
+        if method not in self.roles:
+            raise tornado.web.HTTPError(405)
+        allowed = self.roles[method]
+        if allowed is None:
+            return None
+        token = bearer_token(self.request, allow_query=allow_query_token)
+        if token is None:
+            raise Unauthorized("missing bearer token")
+        principal = self.services.tokens.verify(token)
+        if principal.role not in allowed:
+            raise Forbidden(f"this call needs role {' or '.join(allowed)}; your token has role {principal.role}")
+        self.principal = principal
+        return principal
+
+    def error_body(self, status_code: int, exc: BaseException | None) -> tuple[int, dict[str, Any]]:
+        if isinstance(exc, TruckxError):
+            return exc.status, exc.body()
+        if isinstance(exc, tornado.web.HTTPError):
+            status = exc.status_code
+            message = exc.log_message % exc.args if exc.log_message and exc.args else exc.log_message
+            code = STATUS_CODES.get(status, "internal" if status >= 500 else "invalid_argument")
+            return status, {"error": {"code": code, "message": message or httputil.responses.get(status, "error")}}
+        if status_code >= 500:
+            return 500, {"error": {"code": "internal", "message": "internal server error"}}
+        code = STATUS_CODES.get(status_code, "invalid_argument")
+        return status_code, {"error": {"code": code, "message": httputil.responses.get(status_code, "error")}}
+
+
+@tornado.web.stream_request_body
+class BaseHandler(ApiMixin, tornado.web.RequestHandler):
+    #: the largest body this handler accepts; ``None`` means the server's JSON limit
+    max_body_bytes: ClassVar[int | None] = None
+
+    def initialize(self) -> None:
+        self._body = bytearray()
+        self._body_limit = 0
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Content-Type-Options", "nosniff")
+
+    def body_limit(self) -> int:
+        return self.max_body_bytes or self.services.settings.max_json_body_bytes
+
+    async def prepare(self) -> None:
+        self.authenticate()
+        self._body_limit = self.body_limit()
+        length = self.request.headers.get("Content-Length")
+        if length is not None:
+            try:
+                if int(length) > self._body_limit:
+                    raise PayloadTooLarge(f"request body is larger than {self._body_limit} bytes")
+            except ValueError:
+                raise tornado.web.HTTPError(400, "bad Content-Length") from None
+        # let the connection read a little more than we accept, so that we answer 413 ourselves
+        self.request.connection.set_max_body_size(self._body_limit + 1)  # type: ignore[union-attr]
+
+    def data_received(self, chunk: bytes) -> None:
+        if len(self._body) + len(chunk) > self._body_limit:
+            raise PayloadTooLarge(f"request body is larger than {self._body_limit} bytes")
+        self._body += chunk
+
+    def json_body(self) -> Any:
+        if not self._body:
+            raise InvalidJson("a JSON body is required")
+        try:
+            return json.loads(self._body)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidJson("the body is not valid JSON") from None
+
+    def json_object(self) -> dict[str, Any]:
+        return require_object(self.json_body())
+
+    def write_json(self, obj: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.finish(json.dumps(obj, separators=(",", ":"), default=str))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        status, body = self.error_body(status_code, exc)
+        self.set_status(status)
+        self.clear_header("Content-Disposition")
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        metrics = self.settings.get("metrics")
+        if metrics is not None:
+            metrics.errors.labels(body["error"]["code"]).inc()
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, (TruckxError, tornado.web.HTTPError)):
+            return  # an expected client error; the access log has the status
+        super().log_exception(typ, value, tb)
+
+    def query_int(self, name: str, default: int, lo: int, hi: int) -> int:
+        raw = self.get_query_argument(name, None)
+        if raw is None or raw == "":
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidArgument(f"{name} must be an integer") from None
+        if not lo <= value <= hi:
+            raise InvalidArgument(f"{name} must be between {lo} and {hi}")
+        return value
+
+
+class NotFoundHandler(BaseHandler):
+    """Everything no route matches: a JSON 404 for any method."""
+
+    roles = {m: None for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
+
+    async def prepare(self) -> None:
+        raise NotFound(f"no such path: {self.request.path}")

@@ -1,0 +1,187 @@
+"""The location hot path: group commit with cumulative acks.
+
+Each WebSocket message is validated by the handler and submitted here with its ``seq``. One writer task
+takes whole messages off the queue (up to ``max_points`` points, or whatever arrived within
+``interval_ms``), writes them to the location store in one call, and only then sends each connection an
+``ack`` with the highest ``seq`` that batch made durable. If the store fails, the same batch is retried
+with backoff and nobody is acknowledged meanwhile; devices keep their buffers. The queue is bounded in
+points: when it is full, :meth:`LocationBatcher.submit` waits, and since Tornado reads a connection's
+next frame only after ``on_message`` returns, full means sockets stop being read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, Sequence
+
+from .models import LocationPoint
+
+log = logging.getLogger("truckx.ingest")
+
+
+class Acker(Protocol):
+    imei: str
+
+    @property
+    def is_open(self) -> bool: ...
+
+    def send_nowait(self, message: dict[str, Any]) -> None:
+        """Queue a frame for writing; never raises for a closed connection."""
+
+
+class Writer(Protocol):
+    async def write(self, points: Sequence[LocationPoint]) -> None: ...
+
+
+@dataclass(slots=True)
+class _Entry:
+    session: Acker
+    seq: int
+    points: Sequence[LocationPoint]
+
+
+class LocationBatcher:
+    def __init__(self, store: Writer, *, max_points: int = 2000, interval_ms: int = 50,
+                 queue_points: int = 50_000, write_timeout_s: float = 10.0,
+                 on_flushed: Callable[[Sequence[LocationPoint], float], None] | None = None,
+                 on_error: Callable[[BaseException], None] | None = None) -> None:
+        self.store = store
+        self.max_points = max_points
+        self.interval = interval_ms / 1000
+        self.queue_points = queue_points
+        self.write_timeout_s = write_timeout_s
+        self.on_flushed = on_flushed
+        self.on_error = on_error
+        self._queue: collections.deque[_Entry] = collections.deque()
+        self._queued_points = 0
+        self._wake = asyncio.Event()
+        self._space = asyncio.Condition()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        #: True while the store is failing; /readyz reports it
+        self.degraded = False
+
+    @property
+    def queued_points(self) -> int:
+        return self._queued_points
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="location-batcher")
+
+    async def submit(self, session: Acker, seq: int, points: Sequence[LocationPoint]) -> None:
+        """Queue a message's points; the connection gets ``ack seq`` once they are durable. Waits
+        (holding back the socket) while the queue is full."""
+        n = len(points)
+        if self._queued_points + n > self.queue_points and self._queued_points > 0:
+            async with self._space:
+                await self._space.wait_for(
+                    lambda: self._queued_points == 0 or self._queued_points + n <= self.queue_points)
+        self._queue.append(_Entry(session, seq, points))
+        self._queued_points += n
+        if self._queued_points >= self.max_points or len(self._queue) == 1:
+            self._wake.set()  # a full batch, or the first entry of one (starts its interval)
+
+    def _take(self) -> list[_Entry]:
+        batch: list[_Entry] = []
+        count = 0
+        while self._queue:
+            n = len(self._queue[0].points)
+            if batch and count + n > self.max_points:
+                break
+            batch.append(self._queue.popleft())
+            count += n
+        return batch
+
+    async def _run(self) -> None:
+        while True:
+            if not self._queue:
+                if self._stopping:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            # a batch is open: flush when it is full or its interval has passed
+            deadline = time.monotonic() + self.interval
+            while self._queued_points < self.max_points and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), remaining)
+                except TimeoutError:
+                    break
+            await self._flush_one()
+
+    async def _flush_one(self) -> None:
+        batch = self._take()
+        points = [p for e in batch for p in e.points]
+        delay = 0.05
+        while True:
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.write_timeout_s):
+                    await self.store.write(points)
+                break
+            except asyncio.CancelledError:
+                # put the batch back so a later flush can still write it
+                self._queue.extendleft(reversed(batch))
+                raise
+            except Exception as exc:
+                self.degraded = True
+                if self.on_error:
+                    self.on_error(exc)
+                log.warning("location write of %d points failed (%s); retrying in %.2fs",
+                            len(points), type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self.degraded = False
+        elapsed = time.perf_counter() - started
+        acks: dict[int, tuple[Acker, int]] = {}
+        for entry in batch:
+            acks[id(entry.session)] = (entry.session, entry.seq)
+        for session, seq in acks.values():
+            if session.is_open:
+                session.send_nowait({"type": "ack", "seq": seq})
+        self._queued_points -= len(points)
+        async with self._space:
+            self._space.notify_all()
+        if self.on_flushed:
+            self.on_flushed(points, elapsed)
+
+    async def flush(self, timeout_s: float | None = None) -> bool:
+        """Write everything queued now. Returns False if it did not finish within ``timeout_s``."""
+        async def drain() -> None:
+            while self._queue:
+                if self._task is not None and not self._task.done():
+                    self._wake.set()
+                    await asyncio.sleep(0.005)
+                else:
+                    await self._flush_one()
+        try:
+            await asyncio.wait_for(drain(), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    async def close(self, timeout_s: float = 10.0) -> bool:
+        """Flush what is queued (bounded by ``timeout_s``) and stop the writer task."""
+        self._stopping = True
+        self._wake.set()
+        done = await self.flush(timeout_s)
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        if not done:
+            log.warning("shutdown: %d location points were not written (their devices were not acked "
+                        "and will resend them)", self._queued_points)
+        return done

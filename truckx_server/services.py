@@ -1,0 +1,268 @@
+"""Builds every store and hub once at start-up and closes them in order.
+
+Handlers reach everything through ``self.application.settings["services"]``; there are no module-level
+singletons. The few operations that span several stores (device login, registering devices, alarms,
+commands) live here so that handlers stay thin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import sys
+from typing import Any, Sequence
+
+from . import auth, migrate
+from .config import Settings
+from .errors import Conflict, Forbidden, InvalidArgument, NotFound, RateLimited, Unauthorized
+from .hub import EventBus, Hub, command_json
+from .ingest import LocationBatcher
+from .metrics import Metrics
+from .models import (AlarmIn, LocationPoint, format_time, parse_command, utcnow, validate_imei)
+from .ratelimit import RateLimiter
+from .storage.base import LocationStore
+from .storage.sql import SqlStore
+from .storage.videos_fs import FsVideoStore
+
+log = logging.getLogger("truckx.services")
+
+
+def make_location_store(url: str, settings: Settings) -> LocationStore:
+    if url.startswith("sqlite:"):
+        from .storage.locations_sqlite import SqliteLocationStore
+        return SqliteLocationStore(url, timeout_s=settings.store_timeout_s)
+    if url.startswith("mongodb:") or url.startswith("mongodb+srv:"):
+        from .storage.locations_mongo import MongoLocationStore
+        return MongoLocationStore(url, pool_size=settings.sql_pool_size, timeout_s=settings.store_timeout_s)
+    raise ValueError(f"unsupported locations URL scheme in {url.split(':', 1)[0]!r}")
+
+
+def alarm_json(alarm: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": alarm["id"], "imei": alarm["imei"], "type": alarm["type"], "ts": format_time(alarm["ts"]),
+        "lat": alarm["lat"], "lon": alarm["lon"], "speed_kmh": alarm.get("speed_kmh"),
+        "details": alarm.get("details"), "status": alarm["status"],
+        "received_at": format_time(alarm["received_at"]),
+        "acknowledged_by": alarm.get("acknowledged_by"), "acknowledged_at": format_time(alarm.get("acknowledged_at")),
+        "ack_note": alarm.get("ack_note"),
+        "cleared_by": alarm.get("cleared_by"), "cleared_at": format_time(alarm.get("cleared_at")),
+        "files": alarm.get("files", []),
+    }
+
+
+class Services:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.jwt_secret = settings.jwt_secret or auth.load_or_create_secret(settings.data_dir / "jwt-secret")
+        self.device_key = settings.device_hash_key or auth.load_or_create_secret(settings.data_dir / "device-hash-key")
+        self.tokens = auth.TokenService(self.jwt_secret, settings.device_token_ttl_s, settings.admin_token_ttl_s)
+        self.metrics = Metrics()
+        self.sql = SqlStore(settings.resolved_sql_url, pool_size=settings.sql_pool_size,
+                            timeout_s=settings.store_timeout_s)
+        self.locations: LocationStore = make_location_store(settings.resolved_locations_url, settings)
+        self.videos = FsVideoStore(settings.resolved_video_dir)
+        self.events = EventBus()
+        self.hub = Hub(self.sql, self.events)
+        self.batcher = LocationBatcher(
+            self.locations, max_points=settings.batch_max_points, interval_ms=settings.batch_interval_ms,
+            queue_points=settings.batch_queue_points, write_timeout_s=settings.store_timeout_s,
+            on_flushed=self._on_flushed, on_error=lambda exc: self.metrics.store_errors.labels("locations").inc())
+        self.metrics.bind_queue(lambda: self.batcher.queued_points)
+        self.login_limiter = RateLimiter(settings.login_rate_per_min, 60.0)
+        self._tasks: list[asyncio.Task[None]] = []
+        #: the generated admin password on a first start (printed once by main)
+        self.initial_admin_password: str | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await asyncio.to_thread(migrate.upgrade, self.settings.resolved_sql_url)
+        await self.locations.open()
+        await self._bootstrap_admin()
+        self.batcher.start()
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def flush_locations(self, timeout_s: float = 10.0) -> bool:
+        return await self.batcher.flush(timeout_s)
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.batcher.close()
+        with contextlib.suppress(Exception):
+            await self.sql.touch_devices(self.hub.take_dirty_seen())
+        await self.locations.close()
+        await self.sql.close()
+
+    async def _bootstrap_admin(self) -> None:
+        if await self.sql.count_users():
+            return
+        preset = self.settings.initial_admin_password
+        password = preset.get() if preset else auth.secrets.token_urlsafe(18)
+        try:
+            await self.sql.create_user("admin", auth.hash_password(password), auth.ROLE_ADMIN, utcnow())
+        except Conflict:  # another process created it first
+            return
+        auth.write_private(self.settings.data_dir / "admin-password", password + "\n")
+        if preset is None:
+            self.initial_admin_password = password
+
+    async def _housekeeping(self) -> None:
+        """Every second: expire commands past their TTL; every 10 s: persist last_seen."""
+        tick = 0
+        while True:
+            await asyncio.sleep(1.0)
+            tick += 1
+            try:
+                for cmd in await self.sql.expire_commands(utcnow()):
+                    self.metrics.commands.labels("expired").inc()
+                    self.events.publish("command_status", {"imei": cmd["imei"], "command": command_json(cmd)})
+                if tick % 10 == 0:
+                    await self.sql.touch_devices(self.hub.take_dirty_seen())
+            except Exception as exc:
+                log.warning("housekeeping failed: %s", type(exc).__name__)
+
+    def _on_flushed(self, points: Sequence[LocationPoint], seconds: float) -> None:
+        self.metrics.points_stored.inc(len(points))
+        self.metrics.flush_seconds.observe(seconds)
+        if self.events.active:
+            newest: dict[str, LocationPoint] = {}
+            for p in points:
+                if p.imei not in newest or p.ts > newest[p.imei].ts:
+                    newest[p.imei] = p
+            for p in newest.values():
+                self.events.publish("location", {"imei": p.imei, "location": p.to_json()})
+
+    async def readiness(self) -> dict[str, str]:
+        """Each store's state: ``ok`` or the reason it is not."""
+        result: dict[str, str] = {}
+        for name, probe in (("sql", self.sql.ping), ("locations", self.locations.ping),
+                            ("videos", self.videos.ping)):
+            try:
+                async with asyncio.timeout(min(5.0, self.settings.store_timeout_s)):
+                    await probe()
+                result[name] = "ok"
+            except Exception as exc:
+                result[name] = f"unavailable: {type(exc).__name__}"
+        if self.batcher.degraded and result.get("locations") == "ok":
+            result["locations"] = "unavailable: writes failing"
+        return result
+
+    # -- devices ---------------------------------------------------------------------------------
+
+    async def register_devices(self, entries: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Register devices ``{imei, name?}`` all or none; returns each with its secret (shown once)."""
+        if not entries:
+            raise InvalidArgument("no devices given")
+        if len(entries) > 10_000:
+            raise InvalidArgument("at most 10000 devices per call")
+        seen: set[str] = set()
+        rows, out = [], []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise InvalidArgument(f"devices[{i}] must be an object")
+            imei = validate_imei(entry.get("imei"))
+            if imei in seen:
+                raise InvalidArgument(f"IMEI {imei} is given twice")
+            seen.add(imei)
+            name = entry.get("name")
+            if name is not None and (not isinstance(name, str) or len(name) > 128):
+                raise InvalidArgument("name must be a string of at most 128 characters")
+            secret = auth.new_device_secret()
+            rows.append({"imei": imei, "name": name, "secret_hash": auth.hash_device_secret(self.device_key, secret)})
+            out.append({"imei": imei, "name": name, "enabled": True, "secret": secret})
+        await self.sql.create_devices(rows, utcnow())
+        return out
+
+    async def device_login(self, imei: Any, secret: Any) -> tuple[str, dt.datetime]:
+        imei = validate_imei(imei)
+        if not isinstance(secret, str) or not secret:
+            raise InvalidArgument("secret is required")
+        device = await self.sql.get_device(imei)
+        # same work whether or not the device exists
+        stored = device["secret_hash"] if device else "0" * 64
+        if not auth.check_device_secret(self.device_key, secret, stored) or device is None:
+            raise Unauthorized("unknown IMEI or wrong secret")
+        if not device["enabled"]:
+            raise Forbidden("this device is disabled")
+        return self.tokens.issue(imei, auth.ROLE_DEVICE)
+
+    async def authenticate_device(self, principal: auth.Principal) -> dict[str, Any]:
+        """The device behind a device token, refusing unknown or disabled ones."""
+        device = await self.sql.get_device(principal.sub)
+        if device is None:
+            raise Unauthorized("unknown device")
+        if not device["enabled"]:
+            raise Forbidden("this device is disabled")
+        return device
+
+    # -- admin users -----------------------------------------------------------------------------
+
+    async def admin_login(self, username: Any, password: Any, address: str) -> tuple[str, dt.datetime, str]:
+        if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
+            raise InvalidArgument("username and password are required")
+        for key in ("user:" + username.lower(), "addr:" + address):
+            if not self.login_limiter.allow(key):
+                raise RateLimited("too many login attempts; wait a minute")
+        user = await self.sql.get_user(username)
+        ok = await asyncio.to_thread(auth.check_password, password, user["password_hash"] if user else None)
+        if not ok or user is None:
+            raise Unauthorized("wrong username or password")
+        token, expires = self.tokens.issue(user["username"], user["role"])
+        return token, expires, user["role"]
+
+    # -- alarms ----------------------------------------------------------------------------------
+
+    async def report_alarm(self, imei: str, alarm: AlarmIn) -> tuple[dict[str, Any], bool]:
+        stored, created = await self.sql.insert_alarm(imei, alarm, utcnow())
+        body = alarm_json(stored)
+        if created:
+            self.metrics.alarms.labels(alarm.type).inc()
+            self.events.publish("alarm", {"imei": imei, "alarm": body})
+        return body, created
+
+    # -- commands --------------------------------------------------------------------------------
+
+    async def send_command(self, imei: str, body: Any, created_by: str | None) -> dict[str, Any]:
+        name, args, ttl = parse_command(body, self.settings.command_ttl_s)
+        imei = validate_imei(imei)
+        if await self.sql.get_device(imei) is None:
+            raise NotFound(f"device {imei} is not registered")
+        cmd = await self.sql.create_command(imei, name, args, ttl, created_by, utcnow())
+        self.metrics.commands.labels("queued").inc()
+        self.events.publish("command_status", {"imei": imei, "command": command_json(cmd)})
+        if self.hub.is_online(imei):
+            await self.hub.deliver_pending(imei)
+            cmd = await self.sql.get_command(cmd["id"]) or cmd
+        return command_json(cmd)
+
+    async def command_result(self, imei: str, command_id: Any, ok: Any, detail: Any) -> dict[str, Any] | None:
+        if not isinstance(command_id, str) or not command_id:
+            raise InvalidArgument("id must be the command's id")
+        if not isinstance(ok, bool):
+            raise InvalidArgument("ok must be true or false")
+        if detail is not None and not isinstance(detail, str):
+            raise InvalidArgument("detail must be a string")
+        cmd = await self.sql.finish_command(imei, command_id, ok, detail[:2000] if detail else None, utcnow())
+        if cmd is None:
+            existing = await self.sql.get_command(command_id)
+            if existing is None or existing["imei"] != imei:
+                raise NotFound("no such command for this device")
+            return command_json(existing)  # a repeated result: already final
+        self.metrics.commands.labels(cmd["status"]).inc()
+        body = command_json(cmd)
+        self.events.publish("command_status", {"imei": imei, "command": body})
+        return body
+
+
+def print_once(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,141 @@
+"""Location time series in an SQLite file (the embedded default).
+
+``locations`` is a ``WITHOUT ROWID`` table keyed on ``(imei, ts)``; ``INSERT OR IGNORE`` makes a resent
+point a no-op, so duplicates never exist in storage. ``latest`` holds each device's newest point so that
+the fleet overview reads one row per device. Times are integer microseconds since the epoch.
+One aiosqlite connection (its own thread) does the writes, so the event loop never blocks on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Sequence
+
+import aiosqlite
+
+from ..errors import Unavailable
+from ..models import UTC, LocationPoint
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS locations (
+    imei TEXT NOT NULL, ts INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+    speed_kmh REAL, heading REAL, alt_m REAL, accuracy_m REAL,
+    PRIMARY KEY (imei, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latest (
+    imei TEXT PRIMARY KEY, ts INTEGER NOT NULL, lat REAL NOT NULL, lon REAL NOT NULL,
+    speed_kmh REAL, heading REAL, alt_m REAL, accuracy_m REAL
+) WITHOUT ROWID;
+"""
+
+_INSERT = "INSERT OR IGNORE INTO locations VALUES (?,?,?,?,?,?,?,?)"
+_LATEST = """
+INSERT INTO latest VALUES (?,?,?,?,?,?,?,?)
+ON CONFLICT(imei) DO UPDATE SET ts=excluded.ts, lat=excluded.lat, lon=excluded.lon,
+    speed_kmh=excluded.speed_kmh, heading=excluded.heading, alt_m=excluded.alt_m, accuracy_m=excluded.accuracy_m
+WHERE excluded.ts > latest.ts
+"""
+
+
+def to_us(value: dt.datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=value)
+
+
+def _row(p: LocationPoint) -> tuple:
+    return (p.imei, to_us(p.ts), p.lat, p.lon, p.speed_kmh, p.heading, p.alt_m, p.accuracy_m)
+
+
+def _point(r: Sequence) -> LocationPoint:
+    return LocationPoint(imei=r[0], ts=from_us(r[1]), lat=r[2], lon=r[3], speed_kmh=r[4], heading=r[5],
+                         alt_m=r[6], accuracy_m=r[7])
+
+
+def path_from_url(url: str) -> Path:
+    if not url.startswith("sqlite:///"):
+        raise ValueError(f"not an sqlite URL: {url!r}")
+    return Path(url[len("sqlite:///"):])
+
+
+class SqliteLocationStore:
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        self.path = path_from_url(url)
+        self.timeout_s = timeout_s
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path, timeout=self.timeout_s)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.executescript(SCHEMA)
+        await self._db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise Unavailable("location store is not open")
+        return self._db
+
+    async def ping(self) -> None:
+        async with asyncio.timeout(self.timeout_s):
+            await (await self.db.execute("SELECT 1")).fetchone()
+
+    async def write(self, points: Sequence[LocationPoint]) -> None:
+        if not points:
+            return
+        rows = [_row(p) for p in points]
+        newest: dict[str, tuple] = {}
+        for r in rows:
+            if r[0] not in newest or r[1] > newest[r[0]][1]:
+                newest[r[0]] = r
+        async with self._lock:
+            try:
+                await self.db.executemany(_INSERT, rows)
+                await self.db.executemany(_LATEST, list(newest.values()))
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
+
+    async def track(self, imei: str, since: dt.datetime | None, until: dt.datetime | None,
+                    limit: int, after: dt.datetime | None = None) -> list[LocationPoint]:
+        sql = "SELECT * FROM locations WHERE imei = ?"
+        args: list = [imei]
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(to_us(since))
+        if until is not None:
+            sql += " AND ts < ?"
+            args.append(to_us(until))
+        if after is not None:
+            sql += " AND ts > ?"
+            args.append(to_us(after))
+        sql += " ORDER BY ts LIMIT ?"
+        args.append(limit)
+        async with self.db.execute(sql, args) as cur:
+            return [_point(r) for r in await cur.fetchall()]
+
+    async def latest(self, imeis: Sequence[str] | None = None) -> list[LocationPoint]:
+        if imeis is not None and not imeis:
+            return []
+        sql, args = "SELECT * FROM latest", []
+        if imeis:
+            sql += " WHERE imei IN (%s)" % ",".join("?" * len(imeis))
+            args = list(imeis)
+        async with self.db.execute(sql + " ORDER BY imei", args) as cur:
+            return [_point(r) for r in await cur.fetchall()]

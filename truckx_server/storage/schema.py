@@ -1,0 +1,92 @@
+"""The relational schema as SQLAlchemy Core tables, for building queries.
+
+The database itself is created and changed only by the Alembic migrations in ``sql/versions``; a test
+checks that the migrated database and these tables agree.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+metadata = sa.MetaData()
+
+#: microsecond datetimes on MySQL/MariaDB (DATETIME(6)); SQLite stores ISO text, which sorts correctly
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+JsonText = sa.JSON().with_variant(mysql.JSON(), "mysql", "mariadb")
+
+devices = sa.Table(
+    "devices", metadata,
+    sa.Column("imei", sa.String(15), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=True),
+    sa.Column("secret_hash", sa.String(64), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False, default=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("last_seen", Timestamp, nullable=True),
+)
+
+users = sa.Table(
+    "users", metadata,
+    sa.Column("username", sa.String(64), primary_key=True),
+    sa.Column("password_hash", sa.String(255), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+)
+
+alarms = sa.Table(
+    "alarms", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("imei", sa.String(15), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Column("lat", sa.Float, nullable=False),
+    sa.Column("lon", sa.Float, nullable=False),
+    sa.Column("speed_kmh", sa.Float, nullable=True),
+    sa.Column("details", JsonText, nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("received_at", Timestamp, nullable=False),
+    sa.Column("acknowledged_by", sa.String(64), nullable=True),
+    sa.Column("acknowledged_at", Timestamp, nullable=True),
+    sa.Column("ack_note", sa.Text, nullable=True),
+    sa.Column("cleared_by", sa.String(64), nullable=True),
+    sa.Column("cleared_at", Timestamp, nullable=True),
+    sa.Index("ix_alarms_ts_id", "ts", "id"),
+    sa.Index("ix_alarms_imei_ts_id", "imei", "ts", "id"),
+    sa.Index("ix_alarms_type_ts_id", "type", "ts", "id"),
+    sa.Index("ix_alarms_status_ts_id", "status", "ts", "id"),
+)
+
+alarm_files = sa.Table(
+    "alarm_files", metadata,
+    sa.Column("alarm_id", sa.String(36), sa.ForeignKey("alarms.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("imei", sa.String(15), nullable=False),
+    sa.Index("ix_alarm_files_imei_name", "imei", "name"),
+)
+
+videos = sa.Table(
+    "videos", metadata,
+    sa.Column("imei", sa.String(15), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=True),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("uploaded_at", Timestamp, nullable=True),
+)
+
+commands = sa.Table(
+    "commands", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("imei", sa.String(15), nullable=False),
+    sa.Column("command", sa.String(32), nullable=False),
+    sa.Column("args", JsonText, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Column("sent_at", Timestamp, nullable=True),
+    sa.Column("finished_at", Timestamp, nullable=True),
+    sa.Column("detail", sa.Text, nullable=True),
+    sa.Index("ix_commands_imei_status_created", "imei", "status", "created_at"),
+    sa.Index("ix_commands_status_expires", "status", "expires_at"),
+)

@@ -1,0 +1,339 @@
+"""Relational store (devices, users, alarms with their files, video index, commands) on SQLAlchemy Core.
+
+One set of queries serves SQLite (aiosqlite, the embedded default) and MySQL/MariaDB (aiomysql).
+Times are stored as naive UTC and handed out as aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ..errors import Conflict, Unavailable
+from ..models import UTC, AlarmIn
+from .schema import alarm_files, alarms, commands, devices, users, videos
+
+log = logging.getLogger("truckx.sql")
+T = TypeVar("T")
+
+
+def to_db(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def from_db(value: dt.datetime | None) -> dt.datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def async_url(url: str) -> str:
+    """``sqlite:///x`` -> ``sqlite+aiosqlite:///x``; ``mysql://`` / ``mariadb://`` -> ``mysql+aiomysql://``."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend in ("mysql", "mariadb"):
+        query = dict(parsed.query)
+        query.setdefault("charset", "utf8mb4")
+        return parsed.set(drivername="mysql+aiomysql", query=query).render_as_string(hide_password=False)
+    raise ValueError(f"unsupported SQL URL scheme {parsed.drivername!r}")
+
+
+def sync_url(url: str) -> str:
+    """The same database through a blocking driver, for Alembic."""
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
+    if backend in ("mysql", "mariadb"):
+        query = dict(parsed.query)
+        query.setdefault("charset", "utf8mb4")
+        return parsed.set(drivername="mysql+pymysql", query=query).render_as_string(hide_password=False)
+    raise ValueError(f"unsupported SQL URL scheme {parsed.drivername!r}")
+
+
+def _row(row: Any) -> dict[str, Any]:
+    out = dict(row._mapping)
+    for key, value in out.items():
+        if isinstance(value, dt.datetime):
+            out[key] = from_db(value)
+    return out
+
+
+class SqlStore:
+    """All relational data. Every public coroutine is one short transaction with a timeout; transient
+    connection failures are retried with backoff before surfacing as :class:`Unavailable`."""
+
+    def __init__(self, url: str, pool_size: int = 10, timeout_s: float = 10.0, retries: int = 3) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.dialect = make_url(url).get_backend_name()
+        kwargs: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            path = make_url(url).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": timeout_s}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_pre_ping=True,
+                          pool_timeout=timeout_s, connect_args={"connect_timeout": int(max(1, timeout_s))})
+        self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def _run(self, fn: Callable[[AsyncConnection], Awaitable[T]], write: bool = True) -> T:
+        delay = 0.1
+        for attempt in range(self.retries + 1):
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    async with (self.engine.begin() if write else self.engine.connect()) as conn:
+                        return await fn(conn)
+            except IntegrityError:
+                raise
+            except (OperationalError, DBAPIError, OSError, TimeoutError) as exc:
+                if isinstance(exc, DBAPIError) and not (exc.connection_invalidated or isinstance(exc, OperationalError)):
+                    raise
+                if attempt == self.retries:
+                    log.warning("relational store unavailable: %s", type(exc).__name__)
+                    raise Unavailable("the relational store is unavailable; try again") from exc
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        raise AssertionError("unreachable")
+
+    async def ping(self) -> None:
+        async def q(conn: AsyncConnection) -> None:
+            await conn.execute(sa.text("SELECT 1"))
+        await self._run(q, write=False)
+
+    async def _one(self, stmt: Any) -> dict[str, Any] | None:
+        async def q(conn: AsyncConnection) -> dict[str, Any] | None:
+            row = (await conn.execute(stmt)).first()
+            return _row(row) if row is not None else None
+        return await self._run(q, write=False)
+
+    async def _all(self, stmt: Any) -> list[dict[str, Any]]:
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            return [_row(r) for r in (await conn.execute(stmt)).all()]
+        return await self._run(q, write=False)
+
+    async def _exec(self, stmt: Any) -> int:
+        async def q(conn: AsyncConnection) -> int:
+            return (await conn.execute(stmt)).rowcount
+        return await self._run(q)
+
+    # -- devices ---------------------------------------------------------------------------------
+
+    async def create_devices(self, rows: Sequence[dict[str, Any]], now: dt.datetime) -> None:
+        """Insert devices ``{imei, name, secret_hash}`` all or none; :class:`Conflict` names the
+        IMEIs registered already."""
+        imeis = [r["imei"] for r in rows]
+
+        async def q(conn: AsyncConnection) -> None:
+            taken = (await conn.execute(sa.select(devices.c.imei).where(devices.c.imei.in_(imeis)))).scalars().all()
+            if taken:
+                raise Conflict("IMEI already registered: " + ", ".join(sorted(taken)), imeis=sorted(taken))
+            await conn.execute(devices.insert(), [
+                {"imei": r["imei"], "name": r.get("name"), "secret_hash": r["secret_hash"], "enabled": True,
+                 "created_at": to_db(now), "last_seen": None} for r in rows])
+        try:
+            await self._run(q)
+        except IntegrityError:
+            raise Conflict("IMEI already registered") from None
+
+    async def get_device(self, imei: str) -> dict[str, Any] | None:
+        return await self._one(sa.select(devices).where(devices.c.imei == imei))
+
+    async def update_device(self, imei: str, **values: Any) -> bool:
+        allowed = {k: v for k, v in values.items() if k in ("name", "enabled", "secret_hash")}
+        if not allowed:
+            return await self.get_device(imei) is not None
+        return await self._exec(devices.update().where(devices.c.imei == imei).values(**allowed)) > 0
+
+    async def touch_devices(self, seen: dict[str, dt.datetime]) -> None:
+        """Record ``last_seen`` for several devices at once."""
+        if not seen:
+            return
+
+        async def q(conn: AsyncConnection) -> None:
+            await conn.execute(
+                devices.update().where(devices.c.imei == sa.bindparam("b_imei")).values(last_seen=sa.bindparam("b_seen")),
+                [{"b_imei": imei, "b_seen": to_db(ts)} for imei, ts in seen.items()])
+        await self._run(q)
+
+    # -- users -----------------------------------------------------------------------------------
+
+    async def get_user(self, username: str) -> dict[str, Any] | None:
+        return await self._one(sa.select(users).where(users.c.username == username))
+
+    async def count_users(self) -> int:
+        async def q(conn: AsyncConnection) -> int:
+            return int((await conn.execute(sa.select(sa.func.count()).select_from(users))).scalar_one())
+        return await self._run(q, write=False)
+
+    async def create_user(self, username: str, password_hash: str, role: str, now: dt.datetime) -> None:
+        try:
+            await self._exec(users.insert().values(username=username, password_hash=password_hash, role=role,
+                                                   created_at=to_db(now)))
+        except IntegrityError:
+            raise Conflict(f"user {username!r} exists already") from None
+
+    # -- alarms ----------------------------------------------------------------------------------
+
+    async def insert_alarm(self, imei: str, alarm: AlarmIn, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+        """Store an alarm and its files in one transaction. Returns ``(alarm, created)``: a retry with
+        an id this device used already returns the stored alarm and ``False``."""
+
+        async def q(conn: AsyncConnection) -> None:
+            await conn.execute(alarms.insert().values(
+                id=alarm.id, imei=imei, type=alarm.type, ts=to_db(alarm.ts), lat=alarm.lat, lon=alarm.lon,
+                speed_kmh=alarm.speed_kmh, details=alarm.details, status="active", received_at=to_db(now)))
+            if alarm.files:
+                await conn.execute(alarm_files.insert(),
+                                   [{"alarm_id": alarm.id, "name": n, "imei": imei} for n in alarm.files])
+        try:
+            await self._run(q)
+            created = True
+        except IntegrityError:
+            created = False
+        stored = await self.get_alarm(alarm.id)
+        if stored is None or stored["imei"] != imei:
+            raise Conflict("alarm id is in use")
+        return stored, created
+
+    async def get_alarm(self, alarm_id: str) -> dict[str, Any] | None:
+        found = await self.get_alarms([alarm_id])
+        return found[0] if found else None
+
+    async def get_alarms(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Alarms by id, in the given order, each with ``files: [{name, arrived}]``."""
+        if not ids:
+            return []
+
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = [_row(r) for r in (await conn.execute(sa.select(alarms).where(alarms.c.id.in_(ids)))).all()]
+            file_rows = (await conn.execute(
+                sa.select(alarm_files.c.alarm_id, alarm_files.c.name,
+                          sa.func.coalesce(videos.c.complete, False).label("arrived"))
+                .select_from(alarm_files.outerjoin(videos, sa.and_(videos.c.imei == alarm_files.c.imei,
+                                                                   videos.c.name == alarm_files.c.name)))
+                .where(alarm_files.c.alarm_id.in_(ids))
+                .order_by(alarm_files.c.alarm_id, alarm_files.c.name))).all()
+            files: dict[str, list[dict[str, Any]]] = {}
+            for fr in file_rows:
+                files.setdefault(fr.alarm_id, []).append({"name": fr.name, "arrived": bool(fr.arrived)})
+            by_id = {r["id"]: r for r in rows}
+            out = []
+            for i in ids:
+                if i in by_id:
+                    by_id[i]["files"] = files.get(i, [])
+                    out.append(by_id[i])
+            return out
+        return await self._run(q, write=False)
+
+    # -- video index -----------------------------------------------------------------------------
+
+    async def upsert_video(self, imei: str, name: str, size: int, sha256: str | None, complete: bool,
+                           uploaded_at: dt.datetime | None) -> None:
+        values = {"size": size, "sha256": sha256, "complete": complete, "uploaded_at": to_db(uploaded_at)}
+
+        async def q(conn: AsyncConnection) -> None:
+            updated = (await conn.execute(videos.update().where(videos.c.imei == imei, videos.c.name == name)
+                                          .values(**values))).rowcount
+            if not updated:
+                await conn.execute(videos.insert().values(imei=imei, name=name, **values))
+        try:
+            await self._run(q)
+        except IntegrityError:  # inserted concurrently: update instead
+            await self._exec(videos.update().where(videos.c.imei == imei, videos.c.name == name).values(**values))
+
+    async def get_video(self, imei: str, name: str) -> dict[str, Any] | None:
+        return await self._one(sa.select(videos).where(videos.c.imei == imei, videos.c.name == name))
+
+    async def delete_video(self, imei: str, name: str) -> None:
+        await self._exec(videos.delete().where(videos.c.imei == imei, videos.c.name == name))
+
+    # -- commands --------------------------------------------------------------------------------
+
+    async def create_command(self, imei: str, command: str, args: dict[str, Any], ttl_s: int,
+                             created_by: str | None, now: dt.datetime) -> dict[str, Any]:
+        row = {"id": str(uuid.uuid4()), "imei": imei, "command": command, "args": args, "status": "queued",
+               "created_by": created_by, "created_at": to_db(now),
+               "expires_at": to_db(now + dt.timedelta(seconds=ttl_s)), "sent_at": None, "finished_at": None,
+               "detail": None}
+        await self._exec(commands.insert().values(**row))
+        return (await self.get_command(row["id"]))  # type: ignore[return-value]
+
+    async def get_command(self, command_id: str) -> dict[str, Any] | None:
+        return await self._one(sa.select(commands).where(commands.c.id == command_id))
+
+    async def queued_commands(self, imei: str, now: dt.datetime) -> list[dict[str, Any]]:
+        """Commands waiting for ``imei`` that have not expired, oldest first."""
+        return await self._all(sa.select(commands).where(
+            commands.c.imei == imei, commands.c.status == "queued", commands.c.expires_at > to_db(now))
+            .order_by(commands.c.created_at, commands.c.id))
+
+    async def mark_command_sent(self, command_id: str, now: dt.datetime) -> bool:
+        return await self._exec(commands.update().where(commands.c.id == command_id, commands.c.status == "queued")
+                                .values(status="sent", sent_at=to_db(now))) > 0
+
+    async def finish_command(self, imei: str, command_id: str, ok: bool, detail: str | None,
+                             now: dt.datetime) -> dict[str, Any] | None:
+        """Move a sent command of ``imei`` to succeeded/failed. None when it is not this device's, or
+        not in a state a result can finish (a repeated result changes nothing)."""
+        changed = await self._exec(
+            commands.update().where(commands.c.id == command_id, commands.c.imei == imei,
+                                    commands.c.status.in_(("sent", "queued")))
+            .values(status="succeeded" if ok else "failed", finished_at=to_db(now), detail=detail))
+        return await self.get_command(command_id) if changed else None
+
+    async def expire_commands(self, now: dt.datetime) -> list[dict[str, Any]]:
+        """Mark every queued command past its TTL ``expired``; returns them."""
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            due = [_row(r) for r in (await conn.execute(sa.select(commands).where(
+                commands.c.status == "queued", commands.c.expires_at <= to_db(now)))).all()]
+            if due:
+                await conn.execute(commands.update().where(
+                    commands.c.id.in_([d["id"] for d in due]), commands.c.status == "queued")
+                    .values(status="expired", finished_at=to_db(now)))
+                for d in due:
+                    d.update(status="expired", finished_at=now)
+            return due
+        return await self._run(q)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def iter_chunks(items: Iterable[T], size: int) -> Iterable[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
