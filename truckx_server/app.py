@@ -15,13 +15,13 @@ import tornado.web
 
 from . import config, logs, migrate
 from .config import Settings
-from .handlers import admin, device, device_ws, ops
+from .handlers import admin, admin_ws, device, device_ws, openapi, ops, videos
 from .handlers.base import NotFoundHandler
 from .services import Services
 
 log = logging.getLogger("truckx")
 
-ROUTE_MODULES = [ops, device, device_ws, admin]
+ROUTE_MODULES = [ops, openapi, device, device_ws, videos, admin, admin_ws]
 
 
 def routes() -> list:

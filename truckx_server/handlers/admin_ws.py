@@ -1,0 +1,5 @@
+"""(being built) routes of this module are registered in app.ROUTE_MODULES."""
+
+
+def routes() -> list:
+    return []
