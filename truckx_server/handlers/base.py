@@ -7,6 +7,7 @@ the server-wide limit (which is as large as the largest video).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +24,26 @@ if TYPE_CHECKING:
     from ..services import Services
 
 log = logging.getLogger("truckx.handlers")
+
+
+def encode_cursor(key: list[Any]) -> str:
+    """An opaque pagination cursor for the last item's sort key (JSON, urlsafe base64, no padding)."""
+    raw = json.dumps(key, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str | None, size: int) -> list[Any] | None:
+    """The sort key in a cursor made by :func:`encode_cursor` (a list of ``size`` scalars); a cursor
+    that is not one is ``400 invalid_argument``."""
+    if text is None or text == "":
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError):
+        raise InvalidArgument("cursor is not valid; pass next_cursor from the previous page") from None
+    if not isinstance(key, list) or len(key) != size or not all(isinstance(k, (str, int)) for k in key):
+        raise InvalidArgument("cursor is not valid; pass next_cursor from the previous page")
+    return key
 
 
 def bearer_token(request: httputil.HTTPServerRequest, allow_query: bool = False) -> str | None:
@@ -160,6 +181,21 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
         if not lo <= value <= hi:
             raise InvalidArgument(f"{name} must be between {lo} and {hi}")
         return value
+
+    def query_list(self, name: str) -> list[str]:
+        """Every value of a repeatable query argument; comma-separated values are split too."""
+        out: list[str] = []
+        for value in self.get_query_arguments(name):
+            out.extend(v.strip() for v in value.split(",") if v.strip())
+        return out
+
+    def page_args(self, key_size: int, default: int = 100, maximum: int = 1000) -> tuple[int, list[Any] | None]:
+        """``limit`` (default 100, at most 1000) and the decoded ``cursor`` of a paged list."""
+        return (self.query_int("limit", default, 1, maximum),
+                decode_cursor(self.get_query_argument("cursor", None), key_size))
+
+    def write_page(self, items: list[Any], next_key: list[Any] | None) -> None:
+        self.write_json({"items": items, "next_cursor": encode_cursor(next_key) if next_key is not None else None})
 
 
 class NotFoundHandler(BaseHandler):

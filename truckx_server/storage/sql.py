@@ -318,6 +318,90 @@ class SqlStore:
             return due
         return await self._run(q)
 
+    # -- admin plane: users, device list, alarm search and lifecycle (used by AdminService) -------
+
+    async def list_users(self) -> list[dict[str, Any]]:
+        return await self._all(sa.select(users.c.username, users.c.role, users.c.created_at)
+                               .order_by(users.c.username))
+
+    async def delete_user(self, username: str) -> str:
+        """Delete a user unless it is the last admin: ``deleted``, ``missing`` or ``last_admin``.
+        The admin rows are locked first (MySQL/MariaDB) so two concurrent deletes cannot both pass."""
+        async def q(conn: AsyncConnection) -> str:
+            admins = set((await conn.execute(
+                sa.select(users.c.username).where(users.c.role == "admin").with_for_update())).scalars().all())
+            row = (await conn.execute(sa.select(users.c.username, users.c.role)
+                                      .where(users.c.username == username))).first()
+            if row is None:
+                return "missing"
+            if row.role == "admin" and not (admins - {row.username}):
+                return "last_admin"
+            await conn.execute(users.delete().where(users.c.username == row.username))
+            return "deleted"
+        return await self._run(q)
+
+    async def list_devices(self, limit: int, after_imei: str | None = None) -> list[dict[str, Any]]:
+        """Devices ordered by IMEI, strictly after ``after_imei`` (keyset)."""
+        stmt = (sa.select(devices.c.imei, devices.c.name, devices.c.enabled, devices.c.created_at,
+                          devices.c.last_seen).order_by(devices.c.imei).limit(limit))
+        if after_imei is not None:
+            stmt = stmt.where(devices.c.imei > after_imei)
+        return await self._all(stmt)
+
+    async def search_alarms(self, *, imeis: Sequence[str] = (), types: Sequence[str] = (),
+                            statuses: Sequence[str] = (), since: dt.datetime | None = None,
+                            until: dt.datetime | None = None,
+                            bbox: tuple[float, float, float, float] | None = None,
+                            has_video: bool | None = None, before: tuple[dt.datetime, str] | None = None,
+                            limit: int = 100) -> list[dict[str, Any]]:
+        """Alarms matching every given filter, newest first (``ts DESC, id DESC``), strictly before the
+        keyset ``before = (ts, id)``; each with its files and whether each file's video has arrived.
+        ``since <= ts < until``; ``bbox = (min_lon, min_lat, max_lon, max_lat)``, crossing the
+        antimeridian when ``min_lon > max_lon``; ``has_video``: at least one file's video is complete."""
+        cond: list[Any] = []
+        if imeis:
+            cond.append(alarms.c.imei.in_(list(imeis)))
+        if types:
+            cond.append(alarms.c.type.in_(list(types)))
+        if statuses:
+            cond.append(alarms.c.status.in_(list(statuses)))
+        if since is not None:
+            cond.append(alarms.c.ts >= to_db(since))
+        if until is not None:
+            cond.append(alarms.c.ts < to_db(until))
+        if bbox is not None:
+            min_lon, min_lat, max_lon, max_lat = bbox
+            cond.append(alarms.c.lat.between(min_lat, max_lat))
+            if min_lon <= max_lon:
+                cond.append(alarms.c.lon.between(min_lon, max_lon))
+            else:
+                cond.append(sa.or_(alarms.c.lon >= min_lon, alarms.c.lon <= max_lon))
+        if has_video is not None:
+            arrived = sa.exists().where(
+                alarm_files.c.alarm_id == alarms.c.id, videos.c.imei == alarm_files.c.imei,
+                videos.c.name == alarm_files.c.name, videos.c.complete == sa.true())
+            cond.append(arrived if has_video else sa.not_(arrived))
+        if before is not None:
+            ts, last_id = to_db(before[0]), before[1]
+            cond.append(sa.or_(alarms.c.ts < ts, sa.and_(alarms.c.ts == ts, alarms.c.id < last_id)))
+        stmt = (sa.select(alarms.c.id).where(sa.and_(sa.true(), *cond))
+                .order_by(alarms.c.ts.desc(), alarms.c.id.desc()).limit(limit))
+        ids = [r["id"] for r in await self._all(stmt)]
+        return await self.get_alarms(ids)
+
+    async def ack_alarm(self, alarm_id: str, by: str, note: str | None, now: dt.datetime) -> bool:
+        """``active -> acknowledged``; False when the alarm is missing or not active (concurrency-safe:
+        the state check is part of the UPDATE)."""
+        return await self._exec(alarms.update().where(alarms.c.id == alarm_id, alarms.c.status == "active")
+                                .values(status="acknowledged", acknowledged_by=by, acknowledged_at=to_db(now),
+                                        ack_note=note)) > 0
+
+    async def clear_alarm(self, alarm_id: str, by: str, now: dt.datetime) -> bool:
+        """``active|acknowledged -> cleared``; False when the alarm is missing or cleared already."""
+        return await self._exec(alarms.update().where(alarms.c.id == alarm_id,
+                                                      alarms.c.status.in_(("active", "acknowledged")))
+                                .values(status="cleared", cleared_by=by, cleared_at=to_db(now))) > 0
+
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
