@@ -74,6 +74,7 @@ class Server:
             self.http.stop()
         await self.services.flush_locations(flush_timeout_s)
         self.services.hub.close_all()
+        self.services.admin.close()  # admin event feeds and command long-polls
         await asyncio.sleep(0)  # let the close frames go out
         if self.http is not None:
             try:

@@ -15,6 +15,7 @@ import sys
 from typing import Any, Sequence
 
 from . import auth, migrate
+from .admin_service import AdminService
 from .config import Settings
 from .errors import Conflict, Forbidden, InvalidArgument, NotFound, RateLimited, Unauthorized
 from .hub import EventBus, Hub, command_json
@@ -72,6 +73,7 @@ class Services:
             on_flushed=self._on_flushed, on_error=lambda exc: self.metrics.store_errors.labels("locations").inc())
         self.metrics.bind_queue(lambda: self.batcher.queued_points)
         self.login_limiter = RateLimiter(settings.login_rate_per_min, 60.0)
+        self.admin = AdminService(self)
         self._tasks: list[asyncio.Task[None]] = []
         #: the generated admin password on a first start (printed once by main)
         self.initial_admin_password: str | None = None
