@@ -1,0 +1,156 @@
+"""``truckx videos``: list a device's videos; download one with a progress bar, resuming with ``Range``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+import httpx
+import typer
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
+
+from .client import EXIT_ERROR, EXIT_UNREACHABLE, Client, CliError, client_of
+from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, choose, human_size, info, list_paged,
+                     print_json, stderr)
+
+app = typer.Typer(help="List and download dashcam videos.", no_args_is_help=True)
+
+COLUMNS = [("Name", "name"), ("Size", lambda v: human_size(v.get("size"))), ("Complete", "complete"),
+           ("Uploaded", "uploaded_at"), ("SHA-256", "sha256"), ("Alarms", "alarm_ids")]
+CHUNK = 256 * 1024
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
+
+
+def _base(imei: str) -> str:
+    return f"/api/v1/admin/devices/{imei}/videos"
+
+
+@app.command("list")
+def list_(ctx: typer.Context, imei: str, limit: Optional[int] = LIMIT_OPT, cursor: Optional[str] = CURSOR_OPT,
+          all_: bool = ALL_OPT, as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) -> None:
+    """List a device's videos."""
+    fmt = choose(as_json, as_csv)
+    list_paged(client_of(ctx), _base(imei), [], COLUMNS, limit=limit, cursor=cursor, follow=all_, fmt=fmt)
+
+
+def _sha_from_headers(headers: Any) -> str | None:
+    for name in ("X-Content-SHA256", "ETag"):
+        value = (headers.get(name) or "").strip()
+        if value.startswith("W/"):
+            value = value[2:]
+        value = value.strip('"').lower()
+        if _HEX64.fullmatch(value):
+            return value
+    return None
+
+
+def _sha_from_listing(client: Client, imei: str, name: str) -> str | None:
+    for page, _next in client.pages(_base(imei), [], limit=1000, cursor=None, follow=True):
+        for video in page:
+            if video.get("name") == name:
+                sha = video.get("sha256")
+                return sha.lower() if isinstance(sha, str) else None
+    return None
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@app.command()
+def download(ctx: typer.Context, imei: str, name: str,
+             output: Optional[Path] = typer.Option(None, "--output", "-o", help="File or directory to save to "
+                                                   "(default: NAME in the current directory)."),
+             as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+             quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
+    """Download a video. An interrupted download leaves PATH.part; running again resumes it with Range,
+    and the result is checked against the server's SHA-256."""
+    dest = output if output is not None else Path(name)
+    if dest.is_dir():
+        dest = dest / name
+    part = dest.with_name(dest.name + ".part")
+    client = client_of(ctx)
+    path = f"{_base(imei)}/{name}"
+
+    offset = part.stat().st_size if part.exists() else 0
+    resumed_from = offset
+    expected: str | None = None
+    total: int | None = None
+    for _attempt in range(2):
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        with client.stream("GET", path, headers=headers) as response:
+            expected = _sha_from_headers(response.headers)
+            if response.status_code == 416:  # nothing after offset: complete, or the partial is bogus
+                match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                size = int(match.group(3)) if match and match.group(3) != "*" else None
+                if size is not None and size == offset:
+                    total = size
+                    break
+                info(f"the partial file {part} does not fit the video; starting over")
+                offset = resumed_from = 0
+                part.unlink(missing_ok=True)
+                continue
+            if response.status_code == 206:
+                match = _CONTENT_RANGE.match(response.headers.get("Content-Range", ""))
+                if not match or match.group(1) is None or int(match.group(1)) != offset:
+                    raise CliError(f"the server answered the range request for {name} with "
+                                   f"{response.headers.get('Content-Range')!r}; not resuming")
+                total = int(match.group(3)) if match.group(3) != "*" else None
+                mode = "ab"
+            else:  # 200: the whole file (a server without Range support, or no partial file)
+                offset = resumed_from = 0
+                length = response.headers.get("Content-Length")
+                total = int(length) if length and length.isdigit() else None
+                mode = "wb"
+            if resumed_from:
+                info(f"resuming {name} at byte {resumed_from}" + (f" of {total}" if total else ""))
+            _receive(response, part, mode, offset, total, name, quiet)
+        break
+    else:
+        raise CliError(f"could not download {name}")
+
+    size = part.stat().st_size
+    if total is not None and size != total:
+        raise CliError(f"download of {name} incomplete ({size} of {total} bytes); run the same command "
+                       "again to resume", EXIT_ERROR)
+    if expected is None:
+        expected = _sha_from_listing(client, imei, name)
+    actual = _file_sha256(part)
+    if expected is not None and actual != expected:
+        part.unlink(missing_ok=True)
+        raise CliError(f"SHA-256 mismatch for {name}: got {actual}, the server says {expected}; "
+                       "the partial file was removed, run the command again", EXIT_ERROR)
+    os.replace(part, dest)
+    result = {"path": str(dest), "size": size, "sha256": actual, "verified": expected is not None,
+              "resumed_from": resumed_from}
+    if as_json:
+        print_json(result)
+    else:
+        info(f"saved {dest} ({human_size(size)}, sha256 {actual}"
+             + (", verified" if expected else ", not verified: the server gave no checksum") + ")")
+
+
+def _receive(response: Any, part: Path, mode: str, offset: int, total: int | None, name: str, quiet: bool) -> None:
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                        TimeRemainingColumn(), console=stderr(), disable=quiet, transient=False)
+    try:
+        with progress, open(part, mode) as fh:
+            task = progress.add_task(name, total=total, completed=offset)
+            for chunk in response.iter_bytes(CHUNK):
+                fh.write(chunk)
+                progress.update(task, advance=len(chunk))
+    except KeyboardInterrupt:
+        info(f"\ninterrupted; the partial download is kept in {part}; run the same command again to resume")
+        raise typer.Exit(130) from None
+    except httpx.HTTPError as exc:
+        raise CliError(f"download of {name} interrupted ({exc or type(exc).__name__}); the partial download "
+                       f"is kept in {part}, run the same command again to resume", EXIT_UNREACHABLE) from None
