@@ -62,6 +62,8 @@ class LocationBatcher:
         self._space = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: set by flush(): write what is queued without waiting out the interval
+        self._urgent = False
         #: True while the store is failing; /readyz reports it
         self.degraded = False
 
@@ -107,7 +109,7 @@ class LocationBatcher:
                 continue
             # a batch is open: flush when it is full or its interval has passed
             deadline = time.monotonic() + self.interval
-            while self._queued_points < self.max_points and not self._stopping:
+            while self._queued_points < self.max_points and not (self._stopping or self._urgent):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -163,11 +165,14 @@ class LocationBatcher:
                     await asyncio.sleep(0.005)
                 else:
                     await self._flush_one()
+        self._urgent = True
         try:
             await asyncio.wait_for(drain(), timeout_s)
             return True
         except TimeoutError:
             return False
+        finally:
+            self._urgent = False
 
     async def close(self, timeout_s: float = 10.0) -> bool:
         """Flush what is queued (bounded by ``timeout_s``) and stop the writer task."""

@@ -1,0 +1,107 @@
+"""Command delivery through the durable queue: online, offline, TTL, results, restarts.
+
+Commands are created through ``services.send_command`` (what the admin endpoint calls) and received by
+a real device WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+
+from tests.conftest import RunningServer, ServerFactory
+
+
+async def wait_status(server: RunningServer, command_id: str, status: str, timeout: float = 5.0) -> dict:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        cmd = await server.services.sql.get_command(command_id)
+        if cmd["status"] == status or loop.time() > deadline:
+            return cmd
+        await asyncio.sleep(0.02)
+
+
+async def test_online_device_gets_command_at_once_and_result_finishes_it(server: RunningServer) -> None:
+    dev = await server.register()
+    ws = await server.connect(dev)
+    created = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+    assert created["status"] == "sent" and created["sent_at"]
+    frame = await ws.wait_for(lambda m: m["type"] == "command")
+    assert frame == {"type": "command", "id": created["id"], "command": "reset", "args": {}}
+    await ws.send({"type": "command_result", "id": created["id"], "ok": True, "detail": "rebooting"})
+    done = await wait_status(server, created["id"], "succeeded")
+    assert done["status"] == "succeeded" and done["detail"] == "rebooting" and done["finished_at"]
+    # a repeated result changes nothing
+    await ws.send({"type": "command_result", "id": created["id"], "ok": False})
+    await ws.send({"type": "ping"})
+    await ws.wait_for(lambda m: m["type"] == "pong")
+    assert (await server.services.sql.get_command(created["id"]))["status"] == "succeeded"
+
+
+async def test_failed_result(server: RunningServer) -> None:
+    dev = await server.register()
+    ws = await server.connect(dev)
+    created = await server.services.send_command(dev.imei, {"command": "set_report_interval", "args": {"seconds": 30}},
+                                                 "admin")
+    frame = await ws.wait_for(lambda m: m["type"] == "command")
+    assert frame["args"] == {"seconds": 30}
+    await ws.send({"type": "command_result", "id": created["id"], "ok": False, "detail": "unsupported"})
+    assert (await wait_status(server, created["id"], "failed"))["status"] == "failed"
+
+
+async def test_command_queued_offline_arrives_on_connect_in_order(server: RunningServer) -> None:
+    dev = await server.register()
+    first = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+    second = await server.services.send_command(dev.imei, {"command": "set_report_interval", "args": {"seconds": 5}},
+                                                "admin")
+    assert first["status"] == second["status"] == "queued"
+    ws = await server.connect(dev)
+    got = [await ws.wait_for(lambda m: m["type"] == "command") for _ in range(2)]
+    assert [g["id"] for g in got] == [first["id"], second["id"]]
+    assert (await wait_status(server, first["id"], "sent"))["status"] == "sent"
+    # a reconnect does not deliver them again
+    ws.close()
+    ws2 = await server.connect(dev)
+    await ws2.send({"type": "ping"})
+    await ws2.wait_for(lambda m: m["type"] == "pong")
+    await asyncio.sleep(0.1)
+    assert not [m for m in ws2.received if m["type"] == "command"]
+
+
+async def test_command_past_its_ttl_is_never_delivered(server: RunningServer) -> None:
+    dev = await server.register()
+    created = await server.services.send_command(dev.imei, {"command": "reset", "ttl_s": 1}, "admin")
+    await asyncio.sleep(1.2)
+    ws = await server.connect(dev)
+    await ws.send({"type": "ping"})
+    await ws.wait_for(lambda m: m["type"] == "pong")
+    expired = await wait_status(server, created["id"], "expired", timeout=3)
+    assert expired["status"] == "expired"
+    await asyncio.sleep(0.2)
+    assert not [m for m in ws.received if m["type"] == "command"]
+
+
+async def test_device_cannot_finish_another_devices_command(server: RunningServer) -> None:
+    a, b = await server.register(), await server.register()
+    ws_a = await server.connect(a)
+    created = await server.services.send_command(a.imei, {"command": "reset"}, "admin")
+    await ws_a.wait_for(lambda m: m["type"] == "command")
+    ws_b = await server.connect(b)
+    await ws_b.send({"type": "command_result", "id": created["id"], "ok": False})
+    err = await ws_b.wait_for(lambda m: m["type"] == "error")
+    assert err["code"] == "not_found"
+    assert (await server.services.sql.get_command(created["id"]))["status"] == "sent"
+
+
+async def test_queue_survives_a_restart(server_factory: ServerFactory) -> None:
+    server = await server_factory()
+    dev = await server.register()
+    created = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+    from tests.conftest import stop_server
+    await stop_server(server)
+    restarted = await server_factory()  # same data dir
+    dev.token = await restarted.device_login(dev)
+    ws = await restarted.connect(dev)
+    frame = await ws.wait_for(lambda m: m["type"] == "command")
+    assert frame["id"] == created["id"]
+    await ws.send({"type": "command_result", "id": created["id"], "ok": True})
+    assert (await wait_status(restarted, created["id"], "succeeded"))["status"] == "succeeded"
