@@ -1,0 +1,130 @@
+"""The simulator against a real in-process server: a forced restart and a reset command in the middle,
+and every point the simulated devices generated is stored exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from tests.conftest import RunningServer, ServerFactory, new_imei, stop_server
+from truckx_sim import SimConfig, arun
+from truckx_sim.main import main as sim_main
+from truckx_sim.stats import Histogram
+
+
+async def register_many(server: RunningServer, n: int) -> list[dict[str, str]]:
+    r = await server.http.post("/api/v1/admin/devices", json={"devices": [{"imei": new_imei()} for _ in range(n)]},
+                               headers=await server.admin_headers())
+    assert r.status_code == 201, r.text
+    return [{"imei": d["imei"], "secret": d["secret"]} for d in r.json()["devices"]]
+
+
+def sim_config(server: RunningServer, devices: int, **kw: object) -> SimConfig:
+    values: dict = dict(url=server.base_url, devices=devices, duration_s=6.0, report_interval_s=0.2,
+                        backoff_base_s=0.1, backoff_cap_s=1.0, reset_delay_s=1.0, drain_timeout_s=15.0,
+                        collect_points=True, seed=7, video_size=0, alarm_rate_per_h=0.0)
+    values.update(kw)
+    return SimConfig(**values)
+
+
+async def assert_stored_exactly_once(server: RunningServer, summary) -> int:  # noqa: ANN001
+    total = 0
+    for imei, dev in summary.devices.items():
+        assert dev.fatal is None, (imei, dev.fatal)
+        assert dev.unacked == 0, f"{imei}: {dev.unacked} points never acknowledged"
+        stored = await server.services.locations.track(imei, None, None, 1_000_000)
+        stored_ts = [p.ts for p in stored]
+        generated = dev.generated
+        assert len(generated) == dev.points_generated > 0
+        assert len(set(generated)) == len(generated), "timestamps must be unique per device"
+        assert sorted(stored_ts) == sorted(generated), (
+            f"{imei}: generated {len(generated)}, stored {len(stored_ts)}, "
+            f"missing {len(set(generated) - set(stored_ts))}, extra {len(set(stored_ts) - set(generated))}")
+        total += len(generated)
+    return total
+
+
+@pytest.mark.slow
+async def test_fleet_survives_restart_and_reset(server_factory: ServerFactory) -> None:
+    server = await server_factory()
+    creds = await register_many(server, 30)
+    config = sim_config(server, 30, duration_s=7.0)
+    run = asyncio.create_task(arun(config, creds))
+
+    await asyncio.sleep(2.0)
+    # forced restart over the same stores and port
+    data_dir, port = server.settings.data_dir, server.port
+    await stop_server(server)
+    await asyncio.sleep(0.5)
+    server = await server_factory(data_dir=data_dir, port=port)
+    # wait for the fleet to come back, then reset one device and change another's interval
+    for _ in range(100):
+        if len(server.services.hub.sessions) == 30:
+            break
+        await asyncio.sleep(0.05)
+    reset_cmd = await server.services.send_command(creds[0]["imei"], {"command": "reset"}, "test")
+    interval_cmd = await server.services.send_command(
+        creds[1]["imei"], {"command": "set_report_interval", "args": {"seconds": 1}}, "test")
+
+    summary = await asyncio.wait_for(run, 60)
+    out = summary.to_json()
+    assert out["devices"] == 30 and out["connected"] == 30
+    assert out["points_acked"] >= out["points_generated"] > 30 * 10
+    assert out["resets"] == 1 and out["commands"] >= 2
+    assert out["ack_latency_ms"]["p50"] is not None
+    for cmd in (reset_cmd, interval_cmd):
+        stored = await server.services.sql.get_command(cmd["id"])
+        assert stored["status"] == "succeeded", stored
+    assert await assert_stored_exactly_once(server, summary) == out["points_generated"]
+    # every device reconnected after the restart; the reset one once more
+    assert out["connects"] >= 30 * 2 + 1
+
+
+async def test_devices_buffer_while_offline_and_resend(server_factory: ServerFactory) -> None:
+    """A device that starts while the server is down keeps its points and delivers them all later."""
+    server = await server_factory()
+    creds = await register_many(server, 5)
+    data_dir, port = server.settings.data_dir, server.port
+    config = sim_config(server, 5, duration_s=4.0, report_interval_s=0.05)
+    run = asyncio.create_task(arun(config, creds))
+    await asyncio.sleep(0.5)
+    await stop_server(server)
+    await asyncio.sleep(1.5)  # ~30 points per device generated offline
+    server = await server_factory(data_dir=data_dir, port=port)
+    summary = await asyncio.wait_for(run, 60)
+    assert summary.stats.counters["messages_sent"] < summary.stats.counters["points_sent"]  # batched resends
+    await assert_stored_exactly_once(server, summary)
+
+
+def test_histogram_percentiles_merge() -> None:
+    a, b = Histogram(), Histogram()
+    for i in range(1, 1001):
+        (a if i % 2 else b).add(float(i))
+    a.merge(Histogram.from_dict(json.loads(json.dumps(b.to_dict()))))
+    assert a.count == 1000
+    assert 495 <= a.percentile(50) <= 506
+    assert 985 <= a.percentile(99) <= 1000
+
+
+async def test_cli_provisions_caches_and_prints_json(server: RunningServer, tmp_path, capsys) -> None:  # noqa: ANN001
+    secrets = tmp_path / "secrets.json"
+    pw = tmp_path / "pw"
+    pw.write_text("test-admin-password\n")
+    argv = ["--url", server.base_url, "--devices", "3", "--duration", "1.5", "--report-interval", "0.2",
+            "--provision", "--admin-password-file", str(pw), "--secrets-file", str(secrets), "--json",
+            "--no-dashboard", "--video-size", "0"]
+    # the CLI owns its event loop: run it in a thread while this loop keeps serving
+    assert await asyncio.to_thread(sim_main, argv) == 0
+    first = json.loads(capsys.readouterr().out)
+    for key in ("devices", "connected", "points_sent", "points_acked", "alarms", "uploads", "commands", "errors"):
+        assert key in first
+    assert first["devices"] == 3 and first["connected"] == 3 and first["points_acked"] > 0
+    assert set(first["ack_latency_ms"]) >= {"p50", "p99"}
+    cached = json.loads(secrets.read_text())["devices"]
+    assert len(cached) == 3 and oct(secrets.stat().st_mode & 0o777) == "0o600"
+    # a second run reuses the cached devices (registers nothing new)
+    assert await asyncio.to_thread(sim_main, argv) == 0
+    json.loads(capsys.readouterr().out)
+    assert json.loads(secrets.read_text())["devices"] == cached
