@@ -1,5 +1,119 @@
-"""(being built) routes of this module are registered in app.ROUTE_MODULES."""
+"""The admin live event feed: ``GET /api/v1/admin/events`` (WebSocket), roles admin and viewer.
+
+Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log). Optional ``?imei=``
+(repeatable, or comma-separated) keeps only those devices' events. Each frame is one event from
+``services.events``: ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video", "at", "imei",
+...}``.
+
+Every subscriber has a bounded queue; one writer task drains it, awaiting each write, so a slow consumer
+never grows the server's buffers: when its queue overflows, the feed is closed with 4429 (reconnect and
+re-read what was missed through the REST calls). The services close every feed on shutdown (1001).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any, Callable
+
+import tornado.web
+import tornado.websocket
+
+from ..errors import TruckxError
+from ..models import validate_imei
+from .base import ApiMixin
+
+log = logging.getLogger("truckx.events")
+
+READ = ("admin", "viewer")
+QUEUE_EVENTS = 1000
+CLOSE_TOO_SLOW = 4429
+
+
+class AdminEventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
+    roles = {"GET": READ}
+    #: events buffered per subscriber before it is closed as too slow
+    queue_events = QUEUE_EVENTS
+
+    def initialize(self) -> None:
+        self._imeis: frozenset[str] = frozenset()
+        self._queue: asyncio.Queue[str] = asyncio.Queue(self.queue_events)
+        self._unsubscribe: Callable[[], None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # -- handshake -------------------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        self.authenticate(allow_query_token=True)
+        await self.services.admin.check_user(self.principal)
+        wanted: list[str] = []
+        for value in self.get_query_arguments("imei"):
+            wanted.extend(v.strip() for v in value.split(",") if v.strip())
+        self._imeis = frozenset(validate_imei(v) for v in wanted)
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # authentication is the bearer token, never a cookie
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        status, body = self.error_body(status_code, exc)
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(body))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, (TruckxError, tornado.web.HTTPError)):
+            return
+        super().log_exception(typ, value, tb)
+
+    # -- feed ------------------------------------------------------------------------------------
+
+    def open(self, *args: Any) -> None:
+        self.set_nodelay(True)
+        self._unsubscribe = self.services.events.subscribe(self._on_event)
+        self._writer = asyncio.ensure_future(self._write_loop())
+        self.services.admin.add_feed(self)
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        if self._closed or (self._imeis and event.get("imei") not in self._imeis):
+            return
+        try:
+            self._queue.put_nowait(json.dumps(event, separators=(",", ":"), default=str))
+        except asyncio.QueueFull:
+            log.warning("admin event feed of %s too slow: closing it", self.principal.sub if self.principal else "?")
+            self._stop()
+            self.close(CLOSE_TOO_SLOW, "event feed overflow: the client reads too slowly")
+
+    async def _write_loop(self) -> None:
+        try:
+            while True:
+                frame = await self._queue.get()
+                await self.write_message(frame)
+        except (tornado.websocket.WebSocketClosedError, asyncio.CancelledError):
+            pass
+
+    def _stop(self) -> None:
+        self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        self.services.admin.remove_feed(self)
+
+    def on_message(self, message: str | bytes) -> None:
+        """The feed is one-way; a client's ``{"type": "ping"}`` is answered, anything else ignored."""
+        with contextlib.suppress(ValueError, AttributeError):
+            if json.loads(message).get("type") == "ping":
+                with contextlib.suppress(asyncio.QueueFull):
+                    self._queue.put_nowait('{"type":"pong"}')
+
+    def on_close(self) -> None:
+        self._stop()
+        if self._writer is not None:
+            self._writer.cancel()
 
 
 def routes() -> list:
-    return []
+    return [(r"/api/v1/admin/events", AdminEventsSocket)]
