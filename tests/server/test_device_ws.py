@@ -174,15 +174,18 @@ async def test_online_offline_and_last_seen(server: RunningServer) -> None:
     assert not hub.is_online(dev.imei)
     ws = await server.connect(dev)
     assert hub.is_online(dev.imei)
-    row = await server.services.sql.get_device(dev.imei)
-    assert row["last_seen"] is not None
+    connected_at = hub.last_seen[dev.imei]
     ws.close()
     for _ in range(100):
         if not hub.is_online(dev.imei):
             break
         await asyncio.sleep(0.01)
     assert not hub.is_online(dev.imei)
-    assert hub.last_seen[dev.imei] >= row["last_seen"]
+    assert hub.last_seen[dev.imei] >= connected_at
+    # persisted (periodically, and at shutdown)
+    await server.services.sql.touch_devices(hub.take_dirty_seen())
+    row = await server.services.sql.get_device(dev.imei)
+    assert row["last_seen"] == hub.last_seen[dev.imei]
 
 
 class BlockedStore:

@@ -61,8 +61,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         self._open = True
         self.set_nodelay(True)
         self.services.metrics.ws_connections.inc()
-        self.services.hub.register(self)
-        await self.services.sql.touch_devices({self.imei: utcnow()})
+        self.services.hub.register(self)  # marks last_seen; housekeeping persists it every 10 s
         await self.services.hub.deliver_pending(self.imei)
 
     def on_close(self) -> None:
