@@ -100,7 +100,7 @@ def track(ctx: typer.Context,
           fmt: Optional[TrackFormat] = typer.Option(None, "--format", "-f", help="table, json, geojson, gpx or csv "
                                                     "(default: from the -o suffix, else a table)."),
           output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
-          limit: Optional[int] = typer.Option(None, "--limit", min=1, max=1000, help="Page size for json/table.")) -> None:
+          limit: Optional[int] = typer.Option(None, "--limit", min=1, max=1000, help="Page size of each request (default 1000).")) -> None:
     """A device's track between two times, oldest first (every page is fetched)."""
     if fmt is None:
         fmt = _BY_SUFFIX.get(output.suffix.lower(), TrackFormat.json) if output else TrackFormat.table
@@ -111,7 +111,7 @@ def track(ctx: typer.Context,
     params: list[tuple[str, Any]] = [("since", parse_when(since, "--since")), ("until", parse_when(until, "--until"))]
     if fmt in (TrackFormat.table, TrackFormat.json):
         points: list[Any] = []
-        for page, _next in client.pages(path, params, limit=limit, cursor=None, follow=True):
+        for page, _next in client.pages(path, params, limit=limit or 1000, cursor=None, follow=True):
             points.extend(page)
         if fmt is TrackFormat.table:
             print_list(points, TRACK_COLUMNS, Format.table)
@@ -122,16 +122,74 @@ def track(ctx: typer.Context,
         if output:
             info(f"wrote {len(points)} points to {output}")
         return
-    # geojson / gpx / csv: the server renders the document; stream it through
-    query = [(k, v) for k, v in params if v is not None] + [("format", fmt.value)]
+    # geojson / gpx / csv: the server renders each page (the next page's cursor is in X-Next-Cursor);
+    # one page is written as sent, several are merged into one document
+    pages: list[bytes] = []
+    cursor: str | None = None
+    while True:
+        query = [(k, v) for k, v in params if v is not None] + [("format", fmt.value), ("limit", limit or 1000)]
+        if cursor:
+            query.append(("cursor", cursor))
+        response = client.request("GET", path, params=query, headers={"Accept": "*/*"})
+        pages.append(response.content)
+        cursor = response.headers.get("X-Next-Cursor") or None
+        if not cursor:
+            break
+        if len(pages) > 1_000_000:
+            raise CliError("the server keeps sending pages; giving up")
+    data = pages[0] if len(pages) == 1 else merge_pages(fmt, pages)
     sink = _Sink(output)
     try:
-        with client.stream("GET", path, params=query) as response:
-            for chunk in response.iter_bytes():
-                sink.write(chunk)
+        sink.write(data)
     except BaseException:
         sink.abort()
         raise
     sink.finish()
     if output:
         info(f"wrote {fmt.value} track ({sink.written} bytes) to {output}")
+
+
+GPX_NS = "http://www.topografix.com/GPX/1/1"
+
+
+def merge_pages(fmt: TrackFormat, pages: list[bytes]) -> bytes:
+    """Several pages of one export as one document."""
+    if fmt is TrackFormat.csv:
+        out = bytearray(pages[0])
+        for page in pages[1:]:
+            _header, _sep, rest = page.partition(b"\n")
+            if out and not out.endswith(b"\n"):
+                out += b"\r\n"
+            out += rest
+        return bytes(out)
+    if fmt is TrackFormat.gpx:
+        import xml.etree.ElementTree as ET
+
+        ET.register_namespace("", GPX_NS)
+        ET.register_namespace("xsi", "http://www.w3.org/2001/XMLSchema-instance")
+        root = ET.fromstring(pages[0])
+        seg = root.find(f"{{{GPX_NS}}}trk/{{{GPX_NS}}}trkseg")
+        if seg is None:
+            raise CliError("the server's GPX has no track segment")
+        for page in pages[1:]:
+            for pt in ET.fromstring(page).iter(f"{{{GPX_NS}}}trkpt"):
+                seg.append(pt)
+        return ET.tostring(root, encoding="UTF-8", xml_declaration=True) + b"\n"
+    # geojson: the fixes of every page, and one LineString through all of them
+    docs = [json.loads(p) for p in pages]
+    fixes = [f for d in docs for f in d.get("features", []) if f.get("geometry", {}).get("type") == "Point"]
+    features: list[dict[str, Any]] = []
+    line = next((f for f in docs[0].get("features", []) if f.get("geometry", {}).get("type") == "LineString"), None)
+    if len(fixes) >= 2:
+        props = dict(line["properties"]) if line else {}
+        times = [f.get("properties", {}).get("ts") for f in fixes]
+        if "times" in props:
+            props["times"] = times
+        if "start" in props:
+            props["start"], props["end"] = times[0], times[-1]
+        features.append({"type": "Feature", "properties": props,
+                         "geometry": {"type": "LineString", "coordinates": [f["geometry"]["coordinates"] for f in fixes]}})
+    features.extend(fixes)
+    merged = {k: v for k, v in docs[0].items() if k not in ("features", "next_cursor")}
+    merged.update({"features": features, "next_cursor": None})
+    return json.dumps(merged, separators=(",", ":")).encode()
