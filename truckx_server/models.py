@@ -24,6 +24,8 @@ USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 #: how far in the future a device clock may be before its timestamps are refused
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 MAX_POINTS_PER_MESSAGE = 1000
+#: device times before this are a clock that was never set (no GPS fix yet, RTC reset), not history
+EARLIEST_DEVICE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +119,8 @@ def _device_time(obj: Mapping[str, Any], now: dt.datetime, key: str = "ts") -> d
     ts = parse_time(obj.get(key), key)
     if ts > now + MAX_CLOCK_SKEW:
         raise InvalidArgument(f"{key} is more than 5 minutes in the future")
+    if ts < EARLIEST_DEVICE_TIME:
+        raise InvalidArgument(f"{key} is before 2000-01-01: the device clock is not set")
     return ts
 
 

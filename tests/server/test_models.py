@@ -51,6 +51,7 @@ def test_point_validation() -> None:
                 {"ts": "2026-11-27T11:00:00Z", "lat": True, "lon": 0},
                 {"ts": "2026-11-27T11:00:00Z", "lat": float("nan"), "lon": 0},
                 {"ts": "2026-11-27T12:06:00Z", "lat": 0, "lon": 0},  # 6 minutes in the future
+                {"ts": "1980-01-06T00:00:00Z", "lat": 0, "lon": 0},  # GPS epoch: clock never set
                 {"ts": "2026-11-27T11:00:00Z", "lat": 0, "lon": 0, "speed_kmh": -1},
                 {"lat": 0, "lon": 0}, [1, 2]):
         with pytest.raises(InvalidArgument):
