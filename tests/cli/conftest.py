@@ -177,7 +177,7 @@ class DeviceConn:
     """A device's WebSocket (sync client): send locations, wait for acks, answer commands."""
 
     def __init__(self, ws: ClientConnection) -> None:
-        self.ws = ws
+        self.ws = ws.__enter__()  # used as a context manager (websockets >= 17.1 warns otherwise)
         self.seq = 0
         self.commands: list[dict[str, Any]] = []
         self._answer: threading.Thread | None = None
