@@ -1,5 +1,252 @@
-"""(being built) routes of this module are registered in app.ROUTE_MODULES."""
+"""Videos: streamed, resumable device uploads and the admin's listing and ranged downloads.
+
+Device plane (role device; the IMEI always comes from the token)::
+
+    PUT   /api/v1/device/videos/{name}   the whole file, streamed to a part file, hashed on the fly
+    HEAD  /api/v1/device/videos/{name}   Upload-Offset (durable bytes) [+ Upload-Complete: ?1]
+    PATCH /api/v1/device/videos/{name}   Upload-Offset: N, appends; Upload-Complete: ?1 on the last part
+
+Admin plane (roles admin and viewer)::
+
+    GET       /api/v1/admin/devices/{imei}/videos          keyset-paged listing
+    GET/HEAD  /api/v1/admin/devices/{imei}/videos/{name}   the bytes, streamed, with Range / ETag
+
+Handlers parse and serialise; the upload's life cycle is in ``Services`` (``*_video_*``) and every file
+operation in ``storage/videos_fs.py``.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+import sys
+from typing import Any
+
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from ..errors import InvalidArgument, PayloadTooLarge, TruckxError
+from ..models import validate_file_name, validate_imei
+from ..storage.videos_fs import PartWriter
+from .base import BaseHandler
+from .device import DeviceHandler
+
+READ = ("admin", "viewer")
+_SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
+#: the connection-level body limit while a video streams in: the handler counts the bytes itself and
+#: answers 413 with a JSON body; Tornado's own check would answer a bare 400 for chunked bodies, since
+#: it compares the *declared* chunk sizes before handing any byte over
+_CONNECTION_BODY_LIMIT = 2**62
+#: Tornado sends the byte range a client asked for from this handler's own file, so never more than one
+_DOWNLOAD_CHUNK = 256 * 1024
+
+
+def _header_int(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if not value.isascii() or not value.isdigit() or len(value) > 19:
+        raise InvalidArgument(f"{name} must be a non-negative integer")
+    return int(value)
+
+
+class DeviceVideoHandler(DeviceHandler):
+    roles = {"PUT": ("device",), "PATCH": ("device",), "HEAD": ("device",)}
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._writer: PartWriter | None = None
+        self._limit = 0
+        self._name = ""
+
+    async def prepare(self) -> None:
+        if self.request.method in ("PUT", "PATCH"):
+            # from here on the body is ours to count: nothing below may make Tornado refuse it itself
+            self.request.connection.set_max_body_size(_CONNECTION_BODY_LIMIT)  # type: ignore[union-attr]
+        self.authenticate()
+        self._name = validate_file_name(self.path_args[0] if self.path_args else "")
+        if self.principal is not None:
+            await self.services.authenticate_device(self.principal)
+        if self.request.method == "HEAD":
+            return
+        headers = self.request.headers
+        length = _header_int(headers.get("Content-Length"), "Content-Length")
+        expected = headers.get("X-Content-SHA256")
+        if expected is not None and not _SHA256_RE.fullmatch(expected.strip()):
+            raise InvalidArgument("X-Content-SHA256 must be 64 hex digits")
+        offset: int | None = None
+        if self.request.method == "PATCH":
+            offset = _header_int(headers.get("Upload-Offset"), "Upload-Offset")
+            if offset is None:
+                raise InvalidArgument("PATCH needs an Upload-Offset header")
+            if headers.get("Upload-Complete", "?0").strip() not in ("?0", "?1"):
+                raise InvalidArgument("Upload-Complete must be ?1 or ?0")
+        self._limit = self.services.settings.max_video_bytes
+        self._writer = await self.services.begin_video_upload(self.imei, self._name, offset, length)
+
+    async def data_received(self, chunk: bytes) -> None:
+        writer = self._writer
+        if writer is None or self._finished:
+            return  # refused already; Tornado discards the rest and closes the connection
+        self.services.metrics.upload_bytes.inc(len(chunk))
+        if writer.size + len(chunk) > self._limit:
+            self._writer = None
+            await self.services.abandon_video_upload(writer)
+            self._send_domain_error(PayloadTooLarge(f"a video may have at most {self._limit} bytes"))
+            return
+        await writer.write(chunk)
+
+    def _send_domain_error(self, exc: TruckxError) -> None:
+        try:
+            raise exc
+        except TruckxError:
+            self.send_error(exc.status, exc_info=sys.exc_info())
+
+    def _take_writer(self) -> PartWriter:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            raise tornado.web.HTTPError(500)
+        return writer
+
+    def _expected_sha256(self) -> str | None:
+        value = self.request.headers.get("X-Content-SHA256")
+        return value.strip().lower() if value else None
+
+    async def head(self, _name: str) -> None:
+        offset, complete = await self.services.video_upload_state(self.imei, self._name)
+        self.set_header("Upload-Offset", str(offset))
+        if complete:
+            self.set_header("Upload-Complete", "?1")
+        self.finish()
+
+    async def put(self, _name: str) -> None:
+        body, status = await self.services.finish_video_upload(self._take_writer(), self._expected_sha256())
+        self.write_json(body, status)
+
+    async def patch(self, _name: str) -> None:
+        writer = self._take_writer()
+        if self.request.headers.get("Upload-Complete", "").strip() == "?1":
+            body, status = await self.services.finish_video_upload(writer, self._expected_sha256())
+            self.write_json(body, status)
+            return
+        offset = await self.services.pause_video_upload(writer)
+        self.set_header("Upload-Offset", str(offset))
+        self.set_status(204)
+        self.finish()
+
+    def _put_away(self) -> None:
+        """The request ended without finishing its upload: keep the part, durably, for a resume."""
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            self.services.videos.spawn(self.services.suspend_video_upload(writer))
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._put_away()
+
+    def on_finish(self) -> None:
+        self._put_away()
+
+
+class AdminVideosHandler(BaseHandler):
+    roles = {"GET": READ}
+
+    async def get(self, imei: str) -> None:
+        limit = self.query_int("limit", 100, 1, 1000)
+        cursor = self.get_query_argument("cursor", None) or None
+        self.write_json(await self.services.list_videos(imei, limit, cursor))
+
+
+class RangeNotSatisfiable(TruckxError):
+    status, code = 416, "range_not_satisfiable"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One ``bytes=`` range as ``(start, end_exclusive)``; None to serve the whole file (no header, a
+    header we ignore as RFC 9110 allows: not bytes, several ranges, malformed). Raises
+    :class:`RangeNotSatisfiable` when the range lies outside the file."""
+    if not header:
+        return None
+    unit, _, spec = header.strip().partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    first, last = first.strip(), last.strip()
+    if not dash or (first and not first.isdigit()) or (last and not last.isdigit()) or not (first or last):
+        return None
+    if not first:  # suffix: the last N bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise RangeNotSatisfiable("the range is outside the file")
+        return max(0, size - n), size
+    start = int(first)
+    end = int(last) + 1 if last else size
+    if last and end <= start:
+        return None  # last < first: syntactically invalid, ignored
+    if start >= size:
+        raise RangeNotSatisfiable("the range is outside the file")
+    return start, min(end, size)
+
+
+class AdminVideoHandler(BaseHandler):
+    roles = {"GET": READ, "HEAD": READ}
+
+    def initialize(self) -> None:
+        super().initialize()
+        self._size: int | None = None
+
+    async def get(self, imei: str, name: str) -> None:
+        await self._serve(imei, name, body=True)
+
+    async def head(self, imei: str, name: str) -> None:
+        await self._serve(imei, name, body=False)
+
+    async def _serve(self, imei: str, name: str, body: bool) -> None:
+        imei, name = validate_imei(imei), validate_file_name(name)
+        video = await self.services.video_object(imei, name)
+        size, etag = video["size"], f'"{video["sha256"]}"'
+        self._size = size
+        self.set_header("Content-Type", mimetypes.guess_type(name)[0] or "application/octet-stream")
+        self.set_header("Cache-Control", "private, no-cache")
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Etag", etag)
+        self.set_header("X-Content-SHA256", video["sha256"])
+        self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        if self.request.headers.get("If-None-Match") is not None and self.check_etag_header():
+            self.set_status(304)
+            self.finish()
+            return
+        wanted = self.request.headers.get("Range")
+        if_range = self.request.headers.get("If-Range")
+        if wanted and if_range is not None and if_range.strip() != etag:
+            wanted = None  # the client's copy is of another version: send the whole file
+        chosen = parse_range(wanted, size)
+        start, end = chosen if chosen is not None else (0, size)
+        if chosen is not None:
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.set_header("Content-Length", str(end - start))
+        if not body or end == start:
+            self.finish()
+            return
+        try:
+            async for chunk in self.services.videos.iter_range(imei, name, start, end, _DOWNLOAD_CHUNK):
+                self.write(chunk)
+                await self.flush()  # wait for the socket: at most one chunk is held per download
+        except StreamClosedError:
+            return  # the client went away
+        self.finish()
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, RangeNotSatisfiable) and self._size is not None:
+            self.set_header("Content-Range", f"bytes */{self._size}")
+        super().write_error(status_code, **kwargs)
 
 
 def routes() -> list:
-    return []
+    return [
+        (r"/api/v1/device/videos/([^/]+)", DeviceVideoHandler),
+        (r"/api/v1/admin/devices/([^/]+)/videos", AdminVideosHandler),
+        (r"/api/v1/admin/devices/([^/]+)/videos/([^/]+)", AdminVideoHandler),
+    ]
