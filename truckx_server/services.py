@@ -8,6 +8,7 @@ commands) live here so that handlers stay thin.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime as dt
 import logging
@@ -17,15 +18,15 @@ from typing import Any, Sequence
 from . import auth, migrate
 from .admin_service import AdminService
 from .config import Settings
-from .errors import Conflict, Forbidden, InvalidArgument, NotFound, RateLimited, Unauthorized
+from .errors import (Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooLarge, RateLimited, Unauthorized)
 from .hub import EventBus, Hub, command_json
 from .ingest import LocationBatcher
 from .metrics import Metrics
-from .models import (AlarmIn, LocationPoint, format_time, parse_command, utcnow, validate_imei)
+from .models import (AlarmIn, LocationPoint, format_time, parse_command, utcnow, validate_file_name, validate_imei)
 from .ratelimit import RateLimiter
 from .storage.base import LocationStore
 from .storage.sql import SqlStore
-from .storage.videos_fs import FsVideoStore
+from .storage.videos_fs import FsVideoStore, PartWriter
 
 log = logging.getLogger("truckx.services")
 
@@ -263,6 +264,161 @@ class Services:
         body = command_json(cmd)
         self.events.publish("command_status", {"imei": imei, "command": body})
         return body
+
+    # =============================================================================================
+    # -- videos (handlers/videos.py; files in storage/videos_fs.py) ------------------------------
+    # The object store decides what is complete (a file under <root>/<imei>/); the SQL index mirrors
+    # it for listings and for the alarms' per-file ``arrived``, and is repaired from the files when a
+    # crash left it behind.
+
+    async def video_upload_state(self, imei: str, name: str) -> tuple[int, bool]:
+        """``(offset, complete)`` for HEAD: the complete object's size, or the durable size of a part."""
+        name = validate_file_name(name)
+        await self.videos.wait_settled(imei, name)
+        size = await self.videos.object_size(imei, name)
+        if size is not None:
+            return size, True
+        return await self.videos.part_size(imei, name), False
+
+    async def begin_video_upload(self, imei: str, name: str, offset: int | None,
+                                 content_length: int | None) -> PartWriter:
+        """Start a PUT (``offset`` None: a new part, replacing any pending one) or a PATCH appending at
+        ``offset``. Refuses a body that cannot fit (413) before any byte is read, a second concurrent
+        upload of the same file (409) and a PATCH at the wrong offset (409, with the right one)."""
+        name = validate_file_name(name)
+        limit = self.settings.max_video_bytes
+        if content_length is not None and (offset or 0) + content_length > limit:
+            self.metrics.uploads.labels("too_large").inc()
+            raise PayloadTooLarge(f"a video may have at most {limit} bytes")
+        self.videos.claim(imei, name)
+        try:
+            if offset is None:
+                return await self.videos.open_part(imei, name, resume=False)
+            if await self.videos.object_size(imei, name) is not None:
+                raise Conflict("this video is complete already", offset=await self.videos.object_size(imei, name))
+            current = await self.videos.part_size(imei, name)
+            if offset != current:
+                raise Conflict(f"Upload-Offset is {offset}, but {current} bytes are stored", offset=current)
+            return await self.videos.open_part(imei, name, resume=True)
+        except BaseException:
+            self.videos.release(imei, name)
+            raise
+
+    async def finish_video_upload(self, writer: PartWriter, expected_sha256: str | None
+                                  ) -> tuple[dict[str, Any], int]:
+        """The body is complete: check it, then make it visible. ``({name, size, sha256}, status)``:
+        201 created, 200 the same content was there already; 409 a different content is there, 400 the
+        checksum does not match (in both cases nothing of this upload is kept)."""
+        imei, name = writer.imei, writer.name
+        try:
+            size = await writer.close()
+            digest = writer.hexdigest()
+            body = {"name": name, "size": size, "sha256": digest}
+            if expected_sha256 is not None and digest != expected_sha256:
+                await self._drop_video_part(imei, name)
+                self.metrics.uploads.labels("checksum_mismatch").inc()
+                raise InvalidArgument("the body does not match X-Content-SHA256", sha256=digest)
+            existing_size = await self.videos.object_size(imei, name)
+            if existing_size is not None:
+                await self.videos.discard_part(imei, name)
+                existing = await self._indexed_video(imei, name, existing_size)
+                if existing["sha256"] == digest and existing_size == size:
+                    self.metrics.uploads.labels("duplicate").inc()
+                    return body, 200
+                self.metrics.uploads.labels("conflict").inc()
+                raise Conflict("a different video with this name exists already")
+            await self.videos.commit(imei, name)
+            now = utcnow()
+            await self.sql.upsert_video(imei, name, size, digest, True, now)
+            self.metrics.uploads.labels("created").inc()
+            self.events.publish("video", {"imei": imei, "video": {**body, "complete": True,
+                                                                 "uploaded_at": format_time(now)}})
+            return body, 201
+        finally:
+            self.videos.release(imei, name)
+
+    async def pause_video_upload(self, writer: PartWriter) -> int:
+        """Keep the part (a PATCH without ``Upload-Complete: ?1``, or a dropped connection): make it
+        durable, index it as incomplete and return the offset to continue from."""
+        imei, name = writer.imei, writer.name
+        try:
+            size = await writer.close()
+            if await self.videos.object_size(imei, name) is not None:
+                # a re-upload of a complete video: nothing to resume, the next PUT compares again
+                await self.videos.discard_part(imei, name)
+                return size
+            await self.sql.upsert_video(imei, name, size, None, False, None)
+            return size
+        finally:
+            self.videos.release(imei, name)
+
+    async def suspend_video_upload(self, writer: PartWriter) -> None:
+        """:meth:`pause_video_upload` for a connection that dropped (runs in the background)."""
+        try:
+            await self.pause_video_upload(writer)
+        except Exception as exc:
+            log.warning("could not put away the upload of %s/%s: %s", writer.imei, writer.name, type(exc).__name__)
+
+    async def abandon_video_upload(self, writer: PartWriter) -> None:
+        """The body went past the size limit while streaming: keep nothing of it."""
+        self.metrics.uploads.labels("too_large").inc()
+        try:
+            await writer.close(durable=False)
+            await self._drop_video_part(writer.imei, writer.name)
+        finally:
+            self.videos.release(writer.imei, writer.name)
+
+    async def _drop_video_part(self, imei: str, name: str) -> None:
+        await self.videos.discard_part(imei, name)
+        if await self.videos.object_size(imei, name) is None:
+            await self.sql.delete_video(imei, name)  # an incomplete index row, if any
+
+    async def _indexed_video(self, imei: str, name: str, size: int) -> dict[str, Any]:
+        """The index row of a complete object; rebuilt from the file when missing or stale."""
+        row = await self.sql.get_video(imei, name)
+        if row is None or not row["complete"] or not row["sha256"] or row["size"] != size:
+            digest = await self.videos.sha256(imei, name)
+            uploaded = (row or {}).get("uploaded_at") or utcnow()
+            await self.sql.upsert_video(imei, name, size, digest, True, uploaded)
+            row = {"imei": imei, "name": name, "size": size, "sha256": digest, "complete": True,
+                   "uploaded_at": uploaded}
+        return row
+
+    async def video_object(self, imei: str, name: str) -> dict[str, Any]:
+        """A complete video for download: ``{name, size, sha256, uploaded_at}``; 404 otherwise."""
+        imei, name = validate_imei(imei), validate_file_name(name)
+        size = await self.videos.object_size(imei, name)
+        if size is None:
+            raise NotFound(f"no complete video {name} for device {imei}")
+        row = await self._indexed_video(imei, name, size)
+        return {"name": name, "size": size, "sha256": row["sha256"], "uploaded_at": row["uploaded_at"]}
+
+    async def list_videos(self, imei: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        imei = validate_imei(imei)
+        after = _decode_video_cursor(cursor) if cursor else None
+        if after is None and await self.sql.get_device(imei) is None:
+            raise NotFound(f"device {imei} is not registered")
+        rows = await self.sql.list_videos(imei, limit + 1, after)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        items = [{"name": r["name"], "size": r["size"], "sha256": r["sha256"], "complete": r["complete"],
+                  "uploaded_at": format_time(r["uploaded_at"]), "alarm_ids": r["alarm_ids"]} for r in rows]
+        return {"items": items, "next_cursor": _encode_video_cursor(rows[-1]["name"]) if more else None}
+
+
+def _encode_video_cursor(name: str) -> str:
+    return base64.urlsafe_b64encode(("v1:" + name).encode()).decode().rstrip("=")
+
+
+def _decode_video_cursor(cursor: str) -> str:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("cursor is not valid") from None
+    if not text.startswith("v1:"):
+        raise InvalidArgument("cursor is not valid")
+    return validate_file_name(text[3:])
+# -- end of videos ----------------------------------------------------------------------------
 
 
 def print_once(text: str) -> None:

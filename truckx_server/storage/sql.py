@@ -270,6 +270,30 @@ class SqlStore:
     async def delete_video(self, imei: str, name: str) -> None:
         await self._exec(videos.delete().where(videos.c.imei == imei, videos.c.name == name))
 
+    async def list_videos(self, imei: str, limit: int, after_name: str | None = None) -> list[dict[str, Any]]:
+        """Videos of one device by name (keyset: names strictly after ``after_name``), each with
+        ``alarm_ids``: the alarms of that device naming the file, sorted."""
+
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            stmt = sa.select(videos).where(videos.c.imei == imei)
+            if after_name is not None:
+                stmt = stmt.where(videos.c.name > after_name)
+            rows = [_row(r) for r in (await conn.execute(stmt.order_by(videos.c.name).limit(limit))).all()]
+            if not rows:
+                return rows
+            links = (await conn.execute(
+                sa.select(alarm_files.c.name, alarm_files.c.alarm_id)
+                .where(alarm_files.c.imei == imei, alarm_files.c.name.in_([r["name"] for r in rows]))
+                .order_by(alarm_files.c.name, alarm_files.c.alarm_id))).all()
+            by_name: dict[str, list[str]] = {}
+            for link in links:
+                by_name.setdefault(link.name, []).append(link.alarm_id)
+            for r in rows:
+                r["complete"] = bool(r["complete"])
+                r["alarm_ids"] = by_name.get(r["name"], [])
+            return rows
+        return await self._run(q, write=False)
+
     # -- commands --------------------------------------------------------------------------------
 
     async def create_command(self, imei: str, command: str, args: dict[str, Any], ttl_s: int,
