@@ -172,6 +172,10 @@ async def test_over_the_limit_by_content_length_is_413(server_factory: ServerFac
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "payload_too_large"
     assert files_under(video_root(server)) == set()
+    # a body well past the limit gets the same clean answer (its rest is read and dropped, not kept)
+    r = await put(server, dev, "big.mp4", os.urandom(3_000_000))
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    assert files_under(video_root(server)) == set()
     # exactly at the limit is fine
     assert (await put(server, dev, "ok.mp4", os.urandom(10_000))).status_code == 201
 
@@ -179,7 +183,7 @@ async def test_over_the_limit_by_content_length_is_413(server_factory: ServerFac
 async def test_over_the_limit_while_streaming_is_413(server_factory: ServerFactory) -> None:
     server = await server_factory(max_video_bytes=100_000)
     dev = await server.register()
-    data = os.urandom(300_000)
+    data = os.urandom(3_000_000)
     # an async generator body goes out chunked, without Content-Length: only counting can refuse it
     r = await server.http.put(DEVICE_URL.format("stream.mp4"), content=chunks(data), headers=auth(dev))
     assert r.status_code == 413, r.text

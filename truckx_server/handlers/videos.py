@@ -37,8 +37,12 @@ _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 #: answers 413 with a JSON body; Tornado's own check would answer a bare 400 for chunked bodies, since
 #: it compares the *declared* chunk sizes before handing any byte over
 _CONNECTION_BODY_LIMIT = 2**62
-#: Tornado sends the byte range a client asked for from this handler's own file, so never more than one
+#: bytes read from disk per write to a downloading client (at most one is held per download)
 _DOWNLOAD_CHUNK = 256 * 1024
+#: A refused upload's body is read and thrown away up to this many bytes before the error is sent, so
+#: that the client (which, like httpx, reads the answer only once it has sent its body) gets the 413 or
+#: 409 instead of a connection reset. Past it the answer goes out at once and the connection closes.
+LINGER_BYTES = 16 * 1024 * 1024
 
 
 def _header_int(value: str | None, name: str) -> int | None:
@@ -58,11 +62,30 @@ class DeviceVideoHandler(DeviceHandler):
         self._writer: PartWriter | None = None
         self._limit = 0
         self._name = ""
+        #: the error this request ends with once the rest of its body is read (see LINGER_BYTES)
+        self._refusal: TruckxError | None = None
+        self._linger_left = 0
 
     async def prepare(self) -> None:
-        if self.request.method in ("PUT", "PATCH"):
-            # from here on the body is ours to count: nothing below may make Tornado refuse it itself
-            self.request.connection.set_max_body_size(_CONNECTION_BODY_LIMIT)  # type: ignore[union-attr]
+        if self.request.method not in ("PUT", "PATCH"):
+            await self._prepare()
+            return
+        # from here on the body is ours to count: nothing below may make Tornado refuse it itself
+        self.request.connection.set_max_body_size(_CONNECTION_BODY_LIMIT)  # type: ignore[union-attr]
+        try:
+            await self._prepare()
+        except TruckxError as exc:
+            # Decided before reading a byte, and nothing of the body is kept. A short body is still
+            # read (and dropped) so that the client can read the answer; a long one is not.
+            length = self.request.headers.get("Content-Length", "").strip()
+            if length and not (length.isdigit() and int(length) <= LINGER_BYTES):
+                raise
+            self._refuse(exc)
+
+    def _refuse(self, exc: TruckxError) -> None:
+        self._refusal, self._linger_left = exc, LINGER_BYTES
+
+    async def _prepare(self) -> None:
         self.authenticate()
         self._name = validate_file_name(self.path_args[0] if self.path_args else "")
         if self.principal is not None:
@@ -86,13 +109,19 @@ class DeviceVideoHandler(DeviceHandler):
 
     async def data_received(self, chunk: bytes) -> None:
         writer = self._writer
-        if writer is None or self._finished:
-            return  # refused already; Tornado discards the rest and closes the connection
+        if self._finished:
+            return  # answered already; Tornado drops the rest and closes the connection
+        if self._refusal is not None or writer is None:
+            self._linger_left -= len(chunk)
+            if self._linger_left < 0 and self._refusal is not None:
+                self._send_domain_error(self._refusal)  # too much to read through: answer now
+            return
         self.services.metrics.upload_bytes.inc(len(chunk))
         if writer.size + len(chunk) > self._limit:
             self._writer = None
             await self.services.abandon_video_upload(writer)
-            self._send_domain_error(PayloadTooLarge(f"a video may have at most {self._limit} bytes"))
+            self._refuse(PayloadTooLarge(f"a video may have at most {self._limit} bytes"))
+            self._linger_left -= len(chunk)
             return
         await writer.write(chunk)
 
@@ -103,6 +132,8 @@ class DeviceVideoHandler(DeviceHandler):
             self.send_error(exc.status, exc_info=sys.exc_info())
 
     def _take_writer(self) -> PartWriter:
+        if self._refusal is not None:
+            raise self._refusal
         writer, self._writer = self._writer, None
         if writer is None:
             raise tornado.web.HTTPError(500)
