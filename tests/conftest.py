@@ -1,9 +1,8 @@
 """Shared fixtures: a real truckx server on an unused port, real HTTP (httpx) and real WebSocket
 clients (tornado's), and helpers to register devices and log in.
 
-Backends: the ``server`` fixture runs on the embedded default (SQLite files). Setting
-``TRUCKX_TEST_SQL_URL`` / ``TRUCKX_TEST_LOCATIONS_URL`` (see tests/backends.py) runs the end-to-end tests
-against other stores too.
+Backends: ``server_factory`` (and so every end-to-end test) runs once per store combination named in
+``TRUCKX_TEST_BACKENDS`` (default ``sqlite,mariadb+mongo``); see tests/backends.py.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from truckx_server import config
 from truckx_server.app import Server
 from truckx_server.config import Secret
 from truckx_server.models import make_imei
+
+from tests.backends import Backend, backend, mariadb_url, mongo_address, mongo_db_url  # noqa: F401 (fixtures)
 
 ADMIN_PASSWORD = "test-admin-password"
 _imei_counter = itertools.count(random.randrange(10**6))
@@ -160,7 +161,7 @@ ServerFactory = Callable[..., Awaitable[RunningServer]]
 
 
 @pytest.fixture
-async def server_factory(tmp_path: Path) -> AsyncIterator[ServerFactory]:
+async def server_factory(tmp_path: Path, backend: Backend) -> AsyncIterator[ServerFactory]:
     """Start servers with settings overrides; each is stopped at teardown. A second call with the same
     ``data_dir`` is a restart over the same stores."""
     running: list[RunningServer] = []
@@ -173,7 +174,7 @@ async def server_factory(tmp_path: Path) -> AsyncIterator[ServerFactory]:
             initial_admin_password=Secret(ADMIN_PASSWORD), batch_interval_ms=10,
             login_rate_per_min=1000, store_timeout_s=5.0,
         )
-        values.update(backend_overrides(tmp_path))
+        values.update(backend_overrides(tmp_path, backend))
         values.update(overrides)
         settings = config.load(environ={}, **values)
         srv = Server(settings)
