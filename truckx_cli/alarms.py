@@ -7,7 +7,7 @@ from typing import Any, List, Optional
 import typer
 
 from .client import EXIT_USAGE, CliError, client_of
-from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, cell, choose, list_paged, parse_when,
+from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, cell, choose, list_paged, parse_when, short_time,
                      print_json, print_object, stdout)
 
 app = typer.Typer(help="Search and handle alarms.", no_args_is_help=True)
@@ -32,13 +32,16 @@ def file_arrived(f: Any) -> bool:
 
 def _files(alarm: dict[str, Any]) -> str:
     files = alarm.get("files") or []
-    return " ".join(_file_name(f) + (" (video)" if file_arrived(f) else " (pending)") for f in files)
+    if not files:
+        return ""
+    arrived = sum(1 for f in files if file_arrived(f))
+    return f"{arrived}/{len(files)}"
 
 
 COLUMNS = [
-    ("ID", "id"), ("Time", "ts"), ("IMEI", "imei"), ("Type", "type"), ("Status", "status"),
-    ("Position", lambda a: f"{a['lat']:.5f},{a['lon']:.5f}" if a.get("lat") is not None else ""),
-    ("Files", _files),
+    ("ID", "id"), ("Time", lambda a: short_time(a.get("ts"))), ("IMEI", "imei"), ("Type", "type"), ("Status", "status"),
+    ("Position", lambda a: f"{a['lat']:.4f},{a['lon']:.4f}" if a.get("lat") is not None else ""),
+    ("Videos", _files),
 ]
 
 

@@ -12,7 +12,7 @@ import typer
 
 from .client import EXIT_USAGE, CliError, client_of
 from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, Format, choose, info, list_paged,
-                     print_list, print_object)
+                     print_list, print_object, short_time)
 
 app = typer.Typer(help="Register and manage devices.", no_args_is_help=True)
 
@@ -20,7 +20,7 @@ BASE = "/api/v1/admin/devices"
 
 COLUMNS = [
     ("IMEI", "imei"), ("Name", "name"), ("Enabled", "enabled"), ("Online", "online"),
-    ("Last seen", "last_seen"),
+    ("Last seen", lambda d: short_time(d.get("last_seen"))),
     ("Last location", lambda d: _where(d.get("last_location"))),
 ]
 SECRET_COLUMNS = [("IMEI", "imei"), ("Name", "name"), ("Secret", "secret")]
@@ -29,7 +29,7 @@ SECRET_COLUMNS = [("IMEI", "imei"), ("Name", "name"), ("Secret", "secret")]
 def _where(loc: Any) -> str:
     if not isinstance(loc, dict) or loc.get("lat") is None:
         return ""
-    return f"{loc['lat']:.5f},{loc['lon']:.5f}" + (f" @ {loc['ts']}" if loc.get("ts") else "")
+    return f"{loc['lat']:.5f},{loc['lon']:.5f}" + (f" @ {short_time(loc['ts'])}" if loc.get("ts") else "")
 
 
 @app.command("list")
@@ -100,7 +100,7 @@ def import_(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with 
             for d in created:
                 writer.writerow([d.get("imei"), d.get("name") or "", d.get("secret")])
         info(f"wrote {len(created)} secrets to {secrets_out} (mode 0600)")
-    print_list(created, SECRET_COLUMNS, fmt)
+    print_list(created, SECRET_COLUMNS, fmt, csv_fields=["imei", "name", "secret"])
     if fmt is Format.table:
         info(f"registered {len(created)} devices")
 

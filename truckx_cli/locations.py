@@ -12,7 +12,7 @@ from typing import Any, List, Optional
 import typer
 
 from .client import EXIT_USAGE, CliError, client_of
-from .output import CSV_OPT, JSON_OPT, Format, choose, info, parse_when, print_list
+from .output import CSV_OPT, JSON_OPT, Format, choose, info, parse_when, print_list, short_time
 
 app = typer.Typer(help="Latest positions and tracks.", no_args_is_help=True)
 
@@ -31,7 +31,7 @@ def _num(key: str, digits: int) -> Any:
     return get
 
 
-LATEST_COLUMNS = [("IMEI", "imei"), ("Time", lambda i: _loc(i).get("ts")), ("Lat", _num("lat", 6)),
+LATEST_COLUMNS = [("IMEI", "imei"), ("Time", lambda i: short_time(_loc(i).get("ts"))), ("Lat", _num("lat", 6)),
                   ("Lon", _num("lon", 6)), ("Speed km/h", _num("speed_kmh", 1)), ("Heading", _num("heading", 0))]
 TRACK_COLUMNS = [("Time", "ts"), ("Lat", "lat"), ("Lon", "lon"), ("Speed km/h", "speed_kmh"),
                  ("Heading", "heading"), ("Alt m", "alt_m"), ("Accuracy m", "accuracy_m")]
@@ -50,9 +50,7 @@ def latest(ctx: typer.Context,
         items.extend(page)
     if fmt is not Format.json:
         items = [{**_loc(i)} for i in items]
-    print_list(items, LATEST_COLUMNS if fmt is Format.table else
-               [("imei", "imei"), ("ts", "ts"), ("lat", "lat"), ("lon", "lon"), ("speed_kmh", "speed_kmh"),
-                ("heading", "heading")], fmt)
+    print_list(items, LATEST_COLUMNS, fmt)
 
 
 class TrackFormat(str, enum.Enum):

@@ -75,29 +75,47 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+#: table columns kept whole while the terminal allows (the others fold first)
+MIN_WIDTH = {"IMEI": 15, "Time": 20, "Last seen": 20, "Status": 6}
+
+
+def csv_cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return cell(value)
+
+
 def print_list(items: Sequence[dict[str, Any]], columns: Sequence[Column], fmt: Format,
-               title: str | None = None) -> None:
-    """A list as a table, a JSON array of the full items, or CSV of the columns (header = keys)."""
+               title: str | None = None, csv_fields: Sequence[str] | None = None) -> None:
+    """A list as a table (the columns), a JSON array of the full items, or CSV of every field of the items
+    (or of ``csv_fields``), nested values as JSON."""
     if fmt is Format.json:
         print_json(list(items))
         return
     if fmt is Format.csv:
+        if csv_fields is None:
+            fields = list(dict.fromkeys(k for item in items for k in item))
+            if not fields:
+                fields = [key for _h, key in columns if isinstance(key, str)]
+        else:
+            fields = list(csv_fields)
         writer = csv.writer(sys.stdout, lineterminator="\n")
-        writer.writerow([key if isinstance(key, str) else header.lower().replace(" ", "_")
-                         for header, key in columns])
+        writer.writerow(fields)
         for item in items:
-            writer.writerow([cell(_get(item, key)) for _h, key in columns])
+            writer.writerow([csv_cell(item.get(f)) for f in fields])
         sys.stdout.flush()
         return
     if not items:
         info("(nothing)")
         return
+    console = stdout()
+    wide = console.width >= 110
     table = Table(title=title, show_lines=False, header_style="bold")
     for header, _key in columns:
-        table.add_column(header, overflow="fold")
+        table.add_column(header, overflow="fold", min_width=MIN_WIDTH.get(header) if wide else None)
     for item in items:
         table.add_row(*(cell(_get(item, key)) for _h, key in columns))
-    stdout().print(table)
+    console.print(table)
 
 
 def print_object(obj: dict[str, Any], as_json: bool, fields: Iterable[str] | None = None) -> None:
@@ -152,6 +170,13 @@ def parse_when(text: str | None, option: str = "time", now: dt.datetime | None =
             raise CliError(f"{option}: {text!r} has no time zone; add Z or +hh:mm", EXIT_USAGE)
         parsed = parsed.replace(tzinfo=UTC)  # a bare date: midnight UTC
     return format_time(parsed)
+
+
+def short_time(value: Any) -> str:
+    """An RFC 3339 time for a table: whole seconds (the full value is in --json / --csv)."""
+    if not isinstance(value, str):
+        return cell(value)
+    return re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", value)
 
 
 def human_size(n: int | None) -> str:

@@ -15,12 +15,14 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 
 from .client import EXIT_ERROR, EXIT_UNREACHABLE, Client, CliError, client_of
 from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, choose, human_size, info, list_paged,
-                     print_json, stderr)
+                     print_json, short_time, stderr)
 
 app = typer.Typer(help="List and download dashcam videos.", no_args_is_help=True)
 
 COLUMNS = [("Name", "name"), ("Size", lambda v: human_size(v.get("size"))), ("Complete", "complete"),
-           ("Uploaded", "uploaded_at"), ("SHA-256", "sha256"), ("Alarms", "alarm_ids")]
+           ("Uploaded", lambda v: short_time(v.get("uploaded_at"))),
+           ("SHA-256", lambda v: (v.get("sha256") or "")[:12] + ("…" if v.get("sha256") else "")),
+           ("Alarms", lambda v: len(v.get("alarm_ids") or []))]
 CHUNK = 256 * 1024
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")

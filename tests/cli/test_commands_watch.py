@@ -45,17 +45,20 @@ def test_offline_device_command_is_queued_then_delivered(env: Env) -> None:
     result = env.run("commands", "status", queued["id"], "--wait", "1", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout)["status"] == "queued"
 
+    finished = threading.Event()
+
     def connect_later() -> None:
         time.sleep(0.5)
         with env.connect(dev) as conn:
             conn.answer_commands()
-            time.sleep(3)
+            finished.wait(15)
 
     t = threading.Thread(target=connect_later)
     t.start()
     try:
         done = env.json("commands", "status", queued["id"], "--wait", "15")
     finally:
+        finished.set()
         t.join()
     assert done["status"] == "succeeded"
 
