@@ -198,6 +198,26 @@ def op(summary: str, roles: list[str] | None, responses: dict[int | str, Any], *
     return out
 
 
+_DOWNLOAD_HEADERS = [param("Range", "header", {"type": "string"}, "one bytes= range"),
+                     param("If-Range", "header", {"type": "string"}), param("If-None-Match", "header", {"type": "string"})]
+
+
+def _download_responses() -> dict[int, Any]:
+    headers = {"ETag": {"schema": {"type": "string"}, "description": "the quoted SHA-256 of the content"},
+               "Content-Length": {"schema": {"type": "integer"}}, "Accept-Ranges": {"schema": {"const": "bytes"}},
+               "X-Content-SHA256": {"schema": {"type": "string"}}}
+    binary = {"*/*": {"schema": {"type": "string", "contentMediaType": "application/octet-stream"}}}
+    return {
+        200: {"description": "the bytes, streamed; the type guessed from the name", "headers": headers,
+              "content": binary},
+        206: {"description": "the requested range", "content": binary,
+              "headers": {**headers, "Content-Range": {"schema": {"type": "string"}}}},
+        304: {"description": "If-None-Match matched the ETag"},
+        416: {"description": "the range lies outside the file (Content-Range: bytes */size)",
+              "content": {JSON: {"schema": ref("Error")}}},
+    }
+
+
 def _paths() -> dict[str, Any]:
     a, d, o = ["admin"], ["device"], ["operations"]
     return {
@@ -303,16 +323,10 @@ def _paths() -> dict[str, Any]:
         },
         "/api/v1/admin/devices/{imei}/videos/{name}": {
             "parameters": [PATH_IMEI, PATH_NAME],
-            "get": op("Download a video (Range supported)", READ, {
-                200: {"description": "the bytes", "headers": {"ETag": {"schema": {"type": "string"}},
-                                                             "Content-Length": {"schema": {"type": "integer"}}},
-                      "content": {"video/mp4": {"schema": {"type": "string", "contentMediaType": "video/mp4"}},
-                                  "application/octet-stream": {"schema": {"type": "string"}}}},
-                206: {"description": "the requested range", "content": {
-                    "application/octet-stream": {"schema": {"type": "string"}}}},
-                416: {"description": "range not satisfiable", "content": {JSON: {"schema": ref("Error")}}}},
-                parameters=[param("Range", "header", {"type": "string"})], errors=(404,), op_id="downloadVideo",
-                tags=a),
+            "get": op("Download a video (Range supported)", READ, _download_responses(),
+                      parameters=_DOWNLOAD_HEADERS, errors=(404,), op_id="downloadVideo", tags=a),
+            "head": op("A video's size, ETag and type, without the bytes", READ, _download_responses(),
+                       parameters=_DOWNLOAD_HEADERS, errors=(404,), op_id="videoInfo", tags=a),
         },
         "/api/v1/admin/devices/{imei}/commands": {
             "parameters": [PATH_IMEI],
