@@ -6,7 +6,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .client import EXIT_USAGE, CliError, client_of
+from .client import EXIT_USAGE, CliError, client_of, seg
 from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, cell, choose, list_paged, parse_when, short_time,
                      print_json, print_object, stdout)
 
@@ -105,7 +105,7 @@ def _show(alarm: dict[str, Any], as_json: bool) -> None:
 @app.command()
 def show(ctx: typer.Context, alarm_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT) -> None:
     """Show one alarm with its files."""
-    _show(client_of(ctx).get(f"{BASE}/{alarm_id}", what=f"alarm {alarm_id}"), as_json)
+    _show(client_of(ctx).get(f"{BASE}/{seg(alarm_id, 'ID')}", what=f"alarm {alarm_id}"), as_json)
 
 
 @app.command()
@@ -114,7 +114,7 @@ def ack(ctx: typer.Context, alarm_id: str = typer.Argument(..., metavar="ID"),
         as_json: bool = JSON_OPT) -> None:
     """Acknowledge an alarm (active -> acknowledged)."""
     client = client_of(ctx)
-    body = client.post(f"{BASE}/{alarm_id}/ack", {"note": note} if note else {}, what=f"ack {alarm_id}")
+    body = client.post(f"{BASE}/{seg(alarm_id, 'ID')}/ack", {"note": note} if note else {}, what=f"ack {alarm_id}")
     _show(_alarm_of(client, alarm_id, body), as_json)
 
 
@@ -122,7 +122,7 @@ def ack(ctx: typer.Context, alarm_id: str = typer.Argument(..., metavar="ID"),
 def clear(ctx: typer.Context, alarm_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT) -> None:
     """Clear an alarm (-> cleared)."""
     client = client_of(ctx)
-    body = client.post(f"{BASE}/{alarm_id}/clear", {}, what=f"clear {alarm_id}")
+    body = client.post(f"{BASE}/{seg(alarm_id, 'ID')}/clear", {}, what=f"clear {alarm_id}")
     _show(_alarm_of(client, alarm_id, body), as_json)
 
 
@@ -132,4 +132,4 @@ def _alarm_of(client: Any, alarm_id: str, body: Any) -> dict[str, Any]:
         return body
     if isinstance(body, dict) and isinstance(body.get("alarm"), dict):
         return body["alarm"]
-    return client.get(f"{BASE}/{alarm_id}", what=f"alarm {alarm_id}")
+    return client.get(f"{BASE}/{seg(alarm_id, 'ID')}", what=f"alarm {alarm_id}")

@@ -16,6 +16,7 @@ import base64
 import json
 import os
 import tempfile
+from urllib.parse import quote
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -309,3 +310,10 @@ def client_of(ctx: typer.Context, require_token: bool = True) -> Client:
     client = make_client(settings_of(ctx), require_token)
     ctx.call_on_close(client.close)
     return client
+
+
+def seg(value: str, what: str = "argument") -> str:
+    """One URL path segment from user input, percent-encoded so it can never change the path."""
+    if value in ("", ".", ".."):
+        raise CliError(f"{what} must not be empty, '.' or '..'", EXIT_USAGE)
+    return quote(value, safe="")

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from .client import EXIT_ERROR, EXIT_USAGE, Client, CliError, client_of
+from .client import EXIT_ERROR, EXIT_USAGE, Client, CliError, client_of, seg
 from .output import JSON_OPT, info, parse_when, print_object
 
 app = typer.Typer(help="Send commands to devices.", no_args_is_help=True)
@@ -31,7 +31,7 @@ def wait_final(client: Client, command_id: str, timeout_s: float) -> dict[str, A
     while True:
         remaining = deadline - time.monotonic()
         wait = max(0, min(60, math.ceil(remaining)))
-        cmd = client.get(f"/api/v1/admin/commands/{command_id}", params={"wait": wait},
+        cmd = client.get(f"/api/v1/admin/commands/{seg(command_id, 'ID')}", params={"wait": wait},
                          timeout=wait + 15, what=f"command {command_id}")
         if cmd.get("status") in FINAL or remaining <= 0:
             return cmd
@@ -79,7 +79,7 @@ def send(ctx: typer.Context,
     if ttl is not None:
         body["ttl_s"] = ttl
     client = client_of(ctx)
-    cmd = client.post(f"/api/v1/admin/devices/{imei}/commands", body, what=f"send {command.value} to {imei}")
+    cmd = client.post(f"/api/v1/admin/devices/{seg(imei, 'IMEI')}/commands", body, what=f"send {command.value} to {imei}")
     if wait and cmd.get("status") not in FINAL:
         if not as_json:
             info(f"command {cmd.get('id')} {cmd.get('status')}; waiting up to {timeout:g} s for the device")
@@ -97,5 +97,5 @@ def status(ctx: typer.Context, command_id: str = typer.Argument(..., metavar="ID
     if wait:
         cmd = wait_final(client, command_id, wait)
     else:
-        cmd = client.get(f"/api/v1/admin/commands/{command_id}", what=f"command {command_id}")
+        cmd = client.get(f"/api/v1/admin/commands/{seg(command_id, 'ID')}", what=f"command {command_id}")
     print_object(cmd, as_json, None if as_json else [f for f in FIELDS if f in cmd])

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import typer
 
-from .client import EXIT_USAGE, CliError, client_of
+from .client import EXIT_USAGE, CliError, client_of, seg
 from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, Format, choose, info, list_paged,
                      print_list, print_object, short_time)
 
@@ -108,28 +108,28 @@ def import_(ctx: typer.Context, file: Path = typer.Argument(..., help="CSV with 
 @app.command()
 def rename(ctx: typer.Context, imei: str, name: str, as_json: bool = JSON_OPT) -> None:
     """Give a device a new name."""
-    body = client_of(ctx).patch(f"{BASE}/{imei}", {"name": name}, what=f"rename {imei}")
+    body = client_of(ctx).patch(f"{BASE}/{seg(imei, 'IMEI')}", {"name": name}, what=f"rename {imei}")
     print_object(body or {"imei": imei, "name": name}, as_json)
 
 
 @app.command()
 def disable(ctx: typer.Context, imei: str, as_json: bool = JSON_OPT) -> None:
     """Disable a device: it can no longer log in, and its live connections are closed."""
-    body = client_of(ctx).patch(f"{BASE}/{imei}", {"enabled": False}, what=f"disable {imei}")
+    body = client_of(ctx).patch(f"{BASE}/{seg(imei, 'IMEI')}", {"enabled": False}, what=f"disable {imei}")
     print_object(body or {"imei": imei, "enabled": False}, as_json)
 
 
 @app.command()
 def enable(ctx: typer.Context, imei: str, as_json: bool = JSON_OPT) -> None:
     """Enable a disabled device again."""
-    body = client_of(ctx).patch(f"{BASE}/{imei}", {"enabled": True}, what=f"enable {imei}")
+    body = client_of(ctx).patch(f"{BASE}/{seg(imei, 'IMEI')}", {"enabled": True}, what=f"enable {imei}")
     print_object(body or {"imei": imei, "enabled": True}, as_json)
 
 
 @app.command("rotate-secret")
 def rotate_secret(ctx: typer.Context, imei: str, as_json: bool = JSON_OPT) -> None:
     """Issue a new secret for a device (the old one stops working); printed only once."""
-    body = client_of(ctx).post(f"{BASE}/{imei}/secret", {}, what=f"rotate-secret {imei}")
+    body = client_of(ctx).post(f"{BASE}/{seg(imei, 'IMEI')}/secret", {}, what=f"rotate-secret {imei}")
     print_object({"imei": imei, **(body or {})}, as_json)
     if not as_json:
         info("Keep the secret now: it cannot be shown again.")

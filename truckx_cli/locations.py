@@ -11,7 +11,7 @@ from typing import Any, List, Optional
 
 import typer
 
-from .client import EXIT_USAGE, CliError, client_of
+from .client import EXIT_USAGE, CliError, client_of, seg
 from .output import CSV_OPT, JSON_OPT, Format, choose, info, parse_when, print_list, short_time
 
 app = typer.Typer(help="Latest positions and tracks.", no_args_is_help=True)
@@ -105,7 +105,7 @@ def track(ctx: typer.Context,
     if fmt is TrackFormat.table and output is not None:
         raise CliError("--format table prints to the terminal; pick json, geojson, gpx or csv with -o", EXIT_USAGE)
     client = client_of(ctx)
-    path = f"/api/v1/admin/devices/{imei}/locations"
+    path = f"/api/v1/admin/devices/{seg(imei, 'IMEI')}/locations"
     params: list[tuple[str, Any]] = [("since", parse_when(since, "--since")), ("until", parse_when(until, "--until"))]
     if fmt in (TrackFormat.table, TrackFormat.json):
         points: list[Any] = []

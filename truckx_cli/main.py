@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any, Optional
 
@@ -24,6 +25,14 @@ class TruckxGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo("truckx: interrupted", err=True)
             raise typer.Exit(130) from None
+        except Exception as exc:
+            if type(exc).__module__.split(".")[0] in ("typer", "click"):
+                raise  # exits, aborts and usage errors: Typer reports them itself
+            if os.environ.get("TRUCKX_DEBUG"):
+                raise
+            typer.echo(f"truckx: internal error: {type(exc).__name__}: {exc} (set TRUCKX_DEBUG=1 for a traceback)",
+                       err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(

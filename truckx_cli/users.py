@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from .client import EXIT_USAGE, CliError, client_of
+from .client import EXIT_USAGE, CliError, client_of, seg
 from .output import CSV_OPT, JSON_OPT, choose, info, print_list, print_object
 
 app = typer.Typer(help="Manage admin and viewer accounts.", no_args_is_help=True)
@@ -66,5 +66,5 @@ def remove(ctx: typer.Context, username: str,
     """Delete an account."""
     if not yes and not typer.confirm(f"Delete user {username}?"):
         raise typer.Exit(1)
-    client_of(ctx).delete(f"{BASE}/{username}", what=f"remove user {username}")
+    client_of(ctx).delete(f"{BASE}/{seg(username, 'USERNAME')}", what=f"remove user {username}")
     info(f"removed user {username}")

@@ -13,7 +13,7 @@ import typer
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 
-from .client import EXIT_ERROR, EXIT_UNREACHABLE, Client, CliError, client_of
+from .client import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, Client, CliError, client_of, seg
 from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, choose, human_size, info, list_paged,
                      print_json, short_time, stderr)
 
@@ -24,12 +24,13 @@ COLUMNS = [("Name", "name"), ("Size", lambda v: human_size(v.get("size"))), ("Co
            ("SHA-256", lambda v: (v.get("sha256") or "")[:12] + ("…" if v.get("sha256") else "")),
            ("Alarms", lambda v: len(v.get("alarm_ids") or []))]
 CHUNK = 256 * 1024
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)")
 
 
 def _base(imei: str) -> str:
-    return f"/api/v1/admin/devices/{imei}/videos"
+    return f"/api/v1/admin/devices/{seg(imei, 'IMEI')}/videos"
 
 
 @app.command("list")
@@ -76,12 +77,14 @@ def download(ctx: typer.Context, imei: str, name: str,
              quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
     """Download a video. An interrupted download leaves PATH.part; running again resumes it with Range,
     and the result is checked against the server's SHA-256."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise CliError(f"{name!r} is not a video file name ([A-Za-z0-9][A-Za-z0-9._-]{{0,127}})", EXIT_USAGE)
     dest = output if output is not None else Path(name)
     if dest.is_dir():
         dest = dest / name
     part = dest.with_name(dest.name + ".part")
     client = client_of(ctx)
-    path = f"{_base(imei)}/{name}"
+    path = f"{_base(imei)}/{seg(name, 'NAME')}"
 
     offset = part.stat().st_size if part.exists() else 0
     resumed_from = offset

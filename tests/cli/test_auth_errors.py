@@ -101,3 +101,15 @@ def test_validation_errors_exit_2(env: Env) -> None:
         _no_traceback(result)
     # a usage error of the command line itself (Typer) is 2 too
     assert env.run("alarms", "list", "--limit", "0").exit_code == 2
+
+
+def test_arguments_cannot_change_the_request_path(env: Env) -> None:
+    result = env.run("devices", "rename", "../users/admin", "x")
+    assert result.exit_code == 2 and "imei" in result.stderr.lower()
+    _no_traceback(result)
+    for args in (["videos", "download", "356938035643809", ""], ["videos", "download", "356938035643809", "../x"],
+                 ["alarms", "show", ".."]):
+        result = env.run(*args)
+        assert result.exit_code == 2, (args, result.output)
+        _no_traceback(result)
+    assert {u["username"] for u in env.json("users", "list")} >= {"admin"}
