@@ -82,6 +82,15 @@ class SimDevice:
     def unacked(self) -> int:
         return len(self.unsent) + sum(len(p) for _, p in self.pending.values())
 
+    def oldest_unacked_us(self) -> int | None:
+        """Timestamp of the oldest point not acknowledged yet (None when everything is acked)."""
+        oldest = min((p["_us"] for p in self.unsent), default=None)
+        for _, points in self.pending.values():
+            if points and (oldest is None or points[0]["_us"] < oldest):
+                oldest = points[0]["_us"]
+            break  # pending is in send order; its first entry holds its oldest points
+        return oldest
+
     async def on_start(self) -> None:
         await self.login()
 
@@ -131,19 +140,25 @@ class SimDevice:
 
     async def login(self) -> None:
         attempt = 0
+        body = {"imei": self.imei, "secret": self.secret}
         while True:
+            status, data = 0, None
             try:
-                r = await self.env.http.post("/api/v1/device/login", json={"imei": self.imei, "secret": self.secret})
-            except httpx.HTTPError as exc:
+                if self.env.fast is not None:
+                    status, data = await self.env.fast.post_json("/api/v1/device/login", body)
+                else:
+                    r = await self.env.http.post("/api/v1/device/login", json=body)
+                    status, data = r.status_code, (r.json() if r.status_code == 200 else None)
+            except (httpx.HTTPError, OSError) as exc:
                 self.stats.error("login_" + type(exc).__name__)
             else:
-                if r.status_code == 200:
-                    self.token = r.json()["token"]
+                if status == 200:
+                    self.token = data["token"]
                     self.stats.incr("logins")
                     return
-                if r.status_code in (401, 403):
-                    raise FatalDeviceError(f"login refused with {r.status_code}")
-                self.stats.error(f"login_http_{r.status_code}")
+                if status in (401, 403):
+                    raise FatalDeviceError(f"login refused with {status}")
+                self.stats.error(f"login_http_{status}")
             if self.env.stopped.is_set():
                 raise FatalDeviceError("stopped before logging in")
             await asyncio.sleep(self.backoff(attempt))

@@ -23,10 +23,13 @@ import httpx
 
 from .config import SimConfig
 from .device import SimDevice
+from .fasthttp import FastHttp
 from .stats import Stats
 
 #: connections per 127.0.0.x source address before another address is used
 PER_SOURCE_ADDRESS = 12_000
+#: REST calls in flight per process
+HTTP_CONCURRENCY = 16
 
 TickCallback = Callable[["Stats", dict[str, Any]], None]
 
@@ -60,9 +63,15 @@ class Environment:
         #: set when everything must stop now
         self.stopped = asyncio.Event()
         self.addresses = addresses or []
-        self.http = httpx.AsyncClient(
+        # httpx's pool scans its whole wait queue on every request (quadratic with thousands waiting), so
+        # requests queue on our own semaphore and the pool never has more waiting than it has connections
+        self.http_slots = asyncio.Semaphore(HTTP_CONCURRENCY)
+        self._http = httpx.AsyncClient(
             base_url=config.http_url, timeout=config.http_timeout_s,
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=128))
+            limits=httpx.Limits(max_connections=HTTP_CONCURRENCY, max_keepalive_connections=HTTP_CONCURRENCY))
+        self.http = _BoundedClient(self._http, self.http_slots)
+        self.fast = FastHttp(config.http_url, HTTP_CONCURRENCY, config.http_timeout_s) \
+            if config.http_url.startswith("http://") else None
         self.upload_slots = asyncio.Semaphore(config.max_concurrent_uploads)
         self.devices: list[SimDevice] = []
 
@@ -70,8 +79,10 @@ class Environment:
         return self.addresses[index % len(self.addresses)] if self.addresses else None
 
     def gauges(self) -> dict[str, Any]:
+        oldest = min((d.oldest_unacked_us() for d in self.devices), default=None)
+        age = max(0.0, time.time() - oldest / 1e6) if oldest else 0.0
         return {"unacked": sum(d.unacked for d in self.devices), "devices": len(self.devices),
-                "fatal": sum(1 for d in self.devices if d.fatal)}
+                "fatal": sum(1 for d in self.devices if d.fatal), "oldest_unacked_s": age}
 
     def snapshot(self) -> dict[str, Any]:
         snap = self.stats.snapshot()
@@ -79,7 +90,33 @@ class Environment:
         return snap
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self._http.aclose()
+        if self.fast is not None:
+            await self.fast.aclose()
+
+
+class _BoundedClient:
+    """The few httpx calls the devices make, each holding one of a bounded number of slots."""
+
+    def __init__(self, client: httpx.AsyncClient, slots: asyncio.Semaphore) -> None:
+        self.client = client
+        self.slots = slots
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        async with self.slots:
+            return await self.client.request(method, url, **kwargs)
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("POST", url, **kwargs)
+
+    async def put(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PUT", url, **kwargs)
+
+    async def patch(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("PATCH", url, **kwargs)
+
+    async def head(self, url: str, **kwargs: Any) -> httpx.Response:
+        return await self.request("HEAD", url, **kwargs)
 
 
 @dataclass
@@ -285,7 +322,7 @@ def _sum_gauges(snaps: Any) -> dict[str, Any]:
     total: dict[str, Any] = {}
     for s in snaps:
         for k, v in s.get("gauges", {}).items():
-            total[k] = total.get(k, 0) + v
+            total[k] = max(total.get(k, 0), v) if k == "oldest_unacked_s" else total.get(k, 0) + v
     return total
 
 
