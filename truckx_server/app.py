@@ -41,7 +41,7 @@ def make_app(services: Services) -> tornado.web.Application:
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=s.max_ws_message_bytes,
         websocket_ping_interval=s.ws_ping_interval_s,
-        websocket_ping_timeout=s.ws_ping_interval_s * 2,
+        websocket_ping_timeout=s.ws_ping_interval_s,
         compress_response=False,
     )
 

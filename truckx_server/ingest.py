@@ -64,6 +64,8 @@ class LocationBatcher:
         self._stopping = False
         #: set by flush(): write what is queued without waiting out the interval
         self._urgent = False
+        #: a batch taken off the queue whose write has not finished
+        self._inflight = False
         #: True while the store is failing; /readyz reports it
         self.degraded = False
 
@@ -121,7 +123,13 @@ class LocationBatcher:
             await self._flush_one()
 
     async def _flush_one(self) -> None:
-        batch = self._take()
+        self._inflight = True
+        try:
+            await self._write_batch(self._take())
+        finally:
+            self._inflight = False
+
+    async def _write_batch(self, batch: list[_Entry]) -> None:
         points = [p for e in batch for p in e.points]
         delay = 0.05
         while True:
@@ -159,7 +167,7 @@ class LocationBatcher:
     async def flush(self, timeout_s: float | None = None) -> bool:
         """Write everything queued now. Returns False if it did not finish within ``timeout_s``."""
         async def drain() -> None:
-            while self._queue:
+            while self._queue or self._inflight:
                 if self._task is not None and not self._task.done():
                     self._wake.set()
                     await asyncio.sleep(0.005)
