@@ -100,6 +100,7 @@ class Services:
                 await task
         self._tasks.clear()
         await self.batcher.close()
+        await self.videos.aclose()  # finishes the fsync of parts whose upload was cut off
         with contextlib.suppress(Exception):
             await self.sql.touch_devices(self.hub.take_dirty_seen())
         await self.locations.close()

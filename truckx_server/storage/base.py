@@ -32,12 +32,26 @@ class LocationStore(Protocol):
 
 
 class VideoStore(Protocol):
-    """Video objects under ``<imei>/<name>``, written through a temporary part file."""
+    """Video objects under ``<imei>/<name>``; uploads are written to a part file that becomes visible
+    only by one rename once complete (``storage/videos_fs.py``). Every call is async: file-system work
+    runs off the event loop."""
 
-    def part_size(self, imei: str, name: str) -> int: ...
+    async def ping(self) -> None: ...
 
-    def exists(self, imei: str, name: str) -> bool: ...
+    async def object_size(self, imei: str, name: str) -> int | None:
+        """Size of the complete object, None when there is none."""
 
-    def open_read(self, imei: str, name: str) -> Any: ...
+    async def part_size(self, imei: str, name: str) -> int:
+        """Bytes durably received of an unfinished upload (0 when there is none)."""
 
-    def iter_range(self, imei: str, name: str, start: int, end: int) -> AsyncIterator[bytes]: ...
+    async def commit(self, imei: str, name: str) -> None:
+        """Make the finished part visible as the object."""
+
+    async def discard_part(self, imei: str, name: str) -> None: ...
+
+    async def sha256(self, imei: str, name: str) -> str: ...
+
+    def iter_range(self, imei: str, name: str, start: int, end: int) -> AsyncIterator[bytes]:
+        """The bytes ``start <= i < end`` of a complete object, in chunks."""
+
+    async def aclose(self) -> None: ...
