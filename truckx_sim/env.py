@@ -79,7 +79,7 @@ class Environment:
         return self.addresses[index % len(self.addresses)] if self.addresses else None
 
     def gauges(self) -> dict[str, Any]:
-        oldest = min((d.oldest_unacked_us() for d in self.devices), default=None)
+        oldest = min((o for d in self.devices if (o := d.oldest_unacked_us()) is not None), default=None)
         age = max(0.0, time.time() - oldest / 1e6) if oldest else 0.0
         return {"unacked": sum(d.unacked for d in self.devices), "devices": len(self.devices),
                 "fatal": sum(1 for d in self.devices if d.fatal), "oldest_unacked_s": age}
