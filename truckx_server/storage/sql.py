@@ -91,8 +91,11 @@ class SqlStore:
             kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800, pool_pre_ping=True,
                           pool_timeout=timeout_s, connect_args={"connect_timeout": int(max(1, timeout_s))})
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
+        #: the same pool; on SQLite its transactions start with BEGIN IMMEDIATE (take the write lock first)
+        self._writer: AsyncEngine = self.engine.execution_options(truckx_write=True)
         if self.dialect == "sqlite":
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            sa.event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -104,7 +107,7 @@ class SqlStore:
         for attempt in range(self.retries + 1):
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    async with (self.engine.begin() if write else self.engine.connect()) as conn:
+                    async with (self._writer.begin() if write else self.engine.connect()) as conn:
                         return await fn(conn)
             except IntegrityError:
                 raise
@@ -428,12 +431,19 @@ class SqlStore:
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # the driver's own transaction handling starts a transaction only before DML, so a read-then-write
+    # (SELECT ... FOR UPDATE, then DELETE) would not be isolated; SQLAlchemy emits BEGIN itself instead
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("truckx_write") else "BEGIN")
 
 
 def iter_chunks(items: Iterable[T], size: int) -> Iterable[list[T]]:
