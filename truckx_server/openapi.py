@@ -37,8 +37,8 @@ def nullable(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def obj(required: list[str], properties: dict[str, Any], extra: bool = True, **more: Any) -> dict[str, Any]:
-    """An object schema. Responses admit added fields (the contract lets fields be added); requests
-    list every field they read."""
+    """An object schema. Fields may be added (the contract allows optional additions), so objects stay
+    open unless ``extra=False``; the server ignores request fields it does not read."""
     out: dict[str, Any] = {"type": "object", "required": required, "properties": properties}
     if not extra:
         out["additionalProperties"] = False
@@ -69,9 +69,8 @@ SCHEMAS: dict[str, Any] = {
                                         "stores": {"type": "object", "additionalProperties": {"type": "string"}}}),
     "Token": obj(["token", "expires_at"], {"token": {"type": "string"}, "expires_at": TIME,
                                            "role": {"type": "string", "enum": ["admin", "viewer"]}}),
-    "DeviceLogin": obj(["imei", "secret"], {"imei": IMEI, "secret": {"type": "string"}}, extra=False),
-    "AdminLogin": obj(["username", "password"], {"username": {"type": "string"}, "password": {"type": "string"}},
-                      extra=False),
+    "DeviceLogin": obj(["imei", "secret"], {"imei": IMEI, "secret": {"type": "string"}}),
+    "AdminLogin": obj(["username", "password"], {"username": {"type": "string"}, "password": {"type": "string"}}),
     "Location": obj(["imei", "ts", "lat", "lon"], {
         "imei": IMEI, "ts": TIME, "lat": {"type": "number", "minimum": -90, "maximum": 90},
         "lon": {"type": "number", "minimum": -180, "maximum": 180}, "speed_kmh": NUM, "heading": NUM,
@@ -91,7 +90,7 @@ SCHEMAS: dict[str, Any] = {
         "type": {"type": "string", "description": "case-insensitive: " + ", ".join(ALARM_TYPES)},
         "ts": TIME, "lat": NUM, "lon": NUM, "speed_kmh": NUM,
         "files": {"type": "array", "items": FILE_NAME, "maxItems": 100},
-        "details": {"type": "object"}}, extra=False),
+        "details": {"type": "object"}}),
     "AlarmFile": obj(["name", "arrived"], {"name": FILE_NAME, "arrived": {
         "type": "boolean", "description": "the video of this file has been uploaded completely"}}),
     "Alarm": obj(["id", "imei", "type", "ts", "lat", "lon", "status", "received_at", "files"], {
@@ -102,15 +101,15 @@ SCHEMAS: dict[str, Any] = {
         "ack_note": {"type": ["string", "null"]}, "cleared_by": {"type": ["string", "null"]},
         "cleared_at": nullable(TIME), "files": {"type": "array", "items": ref("AlarmFile")}}),
     "AlarmPage": page_of("Alarm"),
-    "AckRequest": obj([], {"note": {"type": "string", "maxLength": 2000}}, extra=False),
+    "AckRequest": obj([], {"note": {"type": "string", "maxLength": 2000}}),
     "Device": obj(["imei", "name", "enabled", "online", "last_seen", "last_location"], {
         "imei": IMEI, "name": {"type": ["string", "null"]}, "enabled": {"type": "boolean"},
         "online": {"type": "boolean"}, "last_seen": nullable(TIME), "created_at": nullable(TIME),
         "last_location": nullable(ref("Location"))}),
     "DevicePage": page_of("Device"),
-    "DeviceNew": obj(["imei"], {"imei": IMEI, "name": {"type": ["string", "null"], "maxLength": 128}}, extra=False),
+    "DeviceNew": obj(["imei"], {"imei": IMEI, "name": {"type": ["string", "null"], "maxLength": 128}}),
     "DeviceRegistration": {"oneOf": [ref("DeviceNew"), obj(["devices"], {
-        "devices": {"type": "array", "items": ref("DeviceNew"), "minItems": 1, "maxItems": 10000}}, extra=False)]},
+        "devices": {"type": "array", "items": ref("DeviceNew"), "minItems": 1, "maxItems": 10000}})]},
     "RegisteredDevice": obj(["imei", "name", "enabled", "secret"], {
         "imei": IMEI, "name": {"type": ["string", "null"]}, "enabled": {"type": "boolean"},
         "secret": {"type": "string", "description": "shown once; stored hashed"}}),
@@ -118,7 +117,7 @@ SCHEMAS: dict[str, Any] = {
         "devices": {"type": "array", "items": ref("RegisteredDevice")}})]},
     "DevicePatch": obj([], {"name": {"type": ["string", "null"], "maxLength": 128},
                             "enabled": {"type": "boolean", "description": "false closes its live sessions"}},
-                       extra=False, minProperties=1),
+                       minProperties=1),
     "DeviceSecret": obj(["imei", "secret"], {"imei": IMEI, "secret": {"type": "string"}}),
     "User": obj(["username", "role"], {"username": {"type": "string"}, "role": {"enum": ["admin", "viewer"]},
                                        "created_at": nullable(TIME)}),
@@ -126,11 +125,11 @@ SCHEMAS: dict[str, Any] = {
     "UserNew": obj(["username", "password"], {
         "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"},
         "password": {"type": "string", "minLength": 12, "maxLength": 1024},
-        "role": {"enum": ["admin", "viewer"], "default": "viewer"}}, extra=False),
+        "role": {"enum": ["admin", "viewer"], "default": "viewer"}}),
     "CommandNew": obj(["command"], {
         "command": {"enum": ["reset", "set_report_interval", "request_video"]},
         "args": {"type": "object", "description": "set_report_interval: {seconds}; request_video: {from, to}"},
-        "ttl_s": {"type": "integer", "minimum": 1, "maximum": 2592000, "default": 3600}}, extra=False),
+        "ttl_s": {"type": "integer", "minimum": 1, "maximum": 2592000, "default": 3600}}),
     "Command": obj(["id", "imei", "command", "args", "status", "created_at", "expires_at"], {
         "id": UUID, "imei": IMEI, "command": {"type": "string"}, "args": {"type": "object"},
         "status": {"enum": ["queued", "sent", "succeeded", "failed", "expired"]},
