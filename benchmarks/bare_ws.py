@@ -1,6 +1,7 @@
-"""Baseline for scenario 1: a bare Tornado WebSocket handler that only parses each JSON frame and
-acknowledges it (``{"type":"ack","seq":N}``, so the load generator can use the same flow control as
-against the real server). Nothing is stored. Usage: python bare_ws.py PORT"""
+"""Baseline for scenario 1: a bare Tornado WebSocket handler that only parses each JSON frame. So that the
+load generator can use the same flow control as against the real server, it acknowledges cumulatively
+(``{"type":"ack","seq":N}`` for the newest seq, at most once per 5 ms per connection, as the real server's
+group commit does per batch). Nothing is validated or stored. Usage: python bare_ws.py PORT"""
 
 import asyncio
 import json
@@ -14,10 +15,20 @@ class Bare(tornado.websocket.WebSocketHandler):
     def check_origin(self, origin: str) -> bool:
         return True
 
+    def open(self) -> None:
+        self.last_seq = 0
+        self.timer = None
+
     def on_message(self, message):  # noqa: ANN001, ANN201
         msg = json.loads(message)
+        self.last_seq = msg["seq"]
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(0.005, self.ack)
+
+    def ack(self) -> None:
+        self.timer = None
         try:
-            fut = self.write_message('{"type":"ack","seq":%d}' % msg["seq"])
+            fut = self.write_message('{"type":"ack","seq":%d}' % self.last_seq)
             fut.add_done_callback(lambda f: f.exception())
         except tornado.websocket.WebSocketClosedError:
             pass

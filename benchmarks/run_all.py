@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common import BENCH, Context, Row, machine, raise_fd_limit  # noqa: E402
 
-SCENARIOS = {"1": "s1_ingest", "2": "s2_sessions", "3": "s3_storm", "4": "s4_commands", "5": "s5_upload",
+SCENARIOS = {"1": "s1_ingest", "2": "s2_sessions", "4": "s4_commands", "3": "s3_storm", "5": "s5_upload",
              "6": "s6_queries"}
 
 
@@ -99,7 +99,7 @@ def main() -> int:
                       f"{fmt(r.baseline)}" if r.baseline is not None else "-",
                       f"{r.ratio:.2f}x" if r.ratio is not None else "-", r.target,
                       {True: "yes", False: "NO", None: "-"}[r.met])
-    Console().print(table)
+    Console(width=max(160, Console().width)).print(table)
     argv = "python benchmarks/run_all.py " + " ".join(sys.argv[1:])
     if not args.quick:
         Path(args.output).write_text(markdown(rows, ctx, started, elapsed, loads, argv.strip()))

@@ -30,7 +30,7 @@ def run(ctx: Context) -> list[Row]:
 
         async def body(live) -> dict:  # noqa: ANN001
             t0 = time.monotonic()
-            ok = await wait_until(lambda: live.connected >= n, 150, 0.25)
+            ok = await wait_until(lambda: live.connected >= n, 240, 0.25)
             t_all = time.monotonic() - t0
             await asyncio.sleep(3.0)
             samples = []

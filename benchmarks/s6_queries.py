@@ -54,6 +54,13 @@ def generate(ctx: Context, data_dir, scale: float) -> dict:  # noqa: ANN001
     db = sqlite3.connect(data_dir / "truckx.db")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=OFF")
+    db.execute("PRAGMA cache_size=-1000000")
+    # bulk load without the secondary indexes, then build them once (same definitions as the migration)
+    indexes = [r[0] for r in db.execute("SELECT sql FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
+                                        "AND tbl_name IN ('alarms', 'alarm_files')")]
+    for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type='index' AND sql IS NOT NULL "
+                              "AND tbl_name IN ('alarms', 'alarm_files')").fetchall():
+        db.execute(f'DROP INDEX "{name}"')
     now = sqla_time(START)
     db.executemany("INSERT INTO devices (imei, name, secret_hash, enabled, created_at) VALUES (?,?,?,1,?)",
                    [(imei, f"truck {i}", "0" * 64, now) for i, imei in enumerate(ids)])
@@ -80,6 +87,9 @@ def generate(ctx: Context, data_dir, scale: float) -> dict:  # noqa: ANN001
                        "VALUES (?,?,?,?,?,?,?,?,?,?)", batch_a)
         db.executemany("INSERT INTO alarm_files (alarm_id, name, imei) VALUES (?,?,?)", batch_f)
     db.commit()
+    for sql in indexes:
+        db.execute(sql)
+    db.commit()
     db.execute("ANALYZE")
     db.close()
     t_alarms = time.monotonic() - t0
@@ -89,6 +99,7 @@ def generate(ctx: Context, data_dir, scale: float) -> dict:  # noqa: ANN001
     ldb = sqlite3.connect(data_dir / "locations.db")
     ldb.execute("PRAGMA journal_mode=WAL")
     ldb.execute("PRAGMA synchronous=OFF")
+    ldb.execute("PRAGMA cache_size=-1000000")
     ldb.executescript(LOCATION_SCHEMA)
     start_us = int(START.timestamp()) * 1_000_000
     for d, imei in enumerate(ids):
