@@ -58,7 +58,7 @@ class Dashboard:
             ("alarms", f"{c['alarms']:,}"),
             ("uploads (resumed)", f"{c['uploads']:,} ({c['upload_resumes']:,})"),
             ("commands / results", f"{c['commands']:,} / {c['command_results']:,}"),
-            ("reconnects", f"{max(0, c['connects'] - stats.connected):,}"),
+            ("reconnects", f"{max(0, c['connects'] - self.devices):,}"),
             ("errors", f"{c['errors']:,}" + (f"  ({', '.join(f'{k}={v}' for k, v in stats.errors.most_common(3))})"
                                               if stats.errors else "")),
         ]

@@ -128,3 +128,29 @@ async def test_cli_provisions_caches_and_prints_json(server: RunningServer, tmp_
     assert await asyncio.to_thread(sim_main, argv) == 0
     json.loads(capsys.readouterr().out)
     assert json.loads(secrets.read_text())["devices"] == cached
+
+
+async def test_alarms_with_videos_uploaded_and_resumed(server_factory: ServerFactory) -> None:
+    """Alarms carry their file names and are idempotent; every upload is interrupted halfway and resumed
+    (HEAD for the offset, PATCH for the rest), and the stored video is complete."""
+    server = await server_factory()
+    creds = await register_many(server, 4)
+    # ~1 alarm per device per second
+    config = sim_config(server, 4, duration_s=3.0, report_interval_s=0.5, alarm_rate_per_h=3600.0,
+                        video_size=300_000, upload_interrupt_rate=1.0)
+    summary = await asyncio.wait_for(arun(config, creds), 60)
+    out = summary.to_json()
+    assert out["alarms"] >= 2, out
+    assert out["uploads"] == out["alarms"], out
+    assert out["upload_resumes"] >= 1, out
+    assert out["errors"] == 0, out["error_kinds"]
+    dev = next(d for d in summary.devices.values() if d.videos)
+    headers = await server.admin_headers()
+    r = await server.http.get(f"/api/v1/admin/devices/{dev.imei}/videos", headers=headers)
+    assert r.status_code == 200, r.text
+    videos = {v["name"]: v for v in r.json()["items"]}
+    for name in dev.videos:
+        assert videos[name]["complete"] and videos[name]["size"] == 300_000
+    r = await server.http.get("/api/v1/admin/alarms", params={"imei": dev.imei}, headers=headers)
+    files = [f for a in r.json()["items"] for f in a["files"]]
+    assert files and all(f["arrived"] for f in files)
