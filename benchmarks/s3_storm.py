@@ -27,18 +27,18 @@ def run(ctx: Context) -> list[Row]:
     srv.start()
     try:
         creds = srv.register(n)
-        config = SimConfig(url=srv.url, devices=n, duration_s=400, ramp_per_s=2500, report_interval_s=5,
+        config = SimConfig(url=srv.url, devices=n, duration_s=600, ramp_per_s=1000, report_interval_s=20,
                            workers=2, backoff_base_s=0.5, backoff_cap_s=8, relogin_on_reconnect=True,
                            drain_timeout_s=20, collect_points=True, video_size=0)
-        ctx.commands.append(f"truckx-sim --url {srv.url} --devices {n} --ramp 2500 --report-interval 5 --workers 2 "
+        ctx.commands.append(f"truckx-sim --url {srv.url} --devices {n} --ramp 1000 --report-interval 20 --workers 2 "
                             "--relogin, server restarted with SIGTERM once all are connected")
         ctx.say(f"s3: connecting {n} devices")
 
         async def body(live) -> dict:  # noqa: ANN001
-            ok = await wait_until(lambda: live.connected >= n, 200, 0.25)
+            ok = await wait_until(lambda: live.connected >= n, 240, 0.25)
             if not ok:
                 return {"ok": False, "why": f"only {live.connected} connected before the restart"}
-            await asyncio.sleep(6)  # every device has reported at least once
+            await asyncio.sleep(3)
             ctx.say("s3: all connected; restarting the server")
             t_stop = time.monotonic()
             stop_s = await asyncio.to_thread(srv.stop)
