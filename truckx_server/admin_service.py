@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from . import auth
 from .errors import Conflict, InvalidArgument, NotFound, Unauthorized
-from .hub import CLOSE_DISABLED, CLOSE_GOING_AWAY, command_json
+from .hub import CLOSE_CREDENTIALS_CHANGED, CLOSE_DISABLED, CLOSE_GOING_AWAY, command_json
 from .models import (ALARM_STATUSES, ALARM_TYPES, ROLES, USERNAME_RE, LocationPoint, format_time, parse_time,
                      utcnow, validate_imei)
 
@@ -246,8 +246,10 @@ class AdminService:
     async def rotate_secret(self, imei: str) -> dict[str, Any]:
         imei = validate_imei(imei)
         secret = auth.new_device_secret()
-        if not await self.s.sql.update_device(imei, secret_hash=auth.hash_device_secret(self.s.device_key, secret)):
+        if not await self.s.sql.rotate_device_secret(imei, auth.hash_device_secret(self.s.device_key, secret)):
             raise NotFound(f"device {imei} is not registered")
+        # tokens issued with the old secret are refused from now on; the live session goes too
+        self.s.hub.disconnect(imei, CLOSE_CREDENTIALS_CHANGED, "device secret rotated")
         return {"imei": imei, "secret": secret}
 
     # -- alarms ----------------------------------------------------------------------------------

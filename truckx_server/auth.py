@@ -33,6 +33,8 @@ _ALGORITHM = "HS256"
 class Principal:
     sub: str
     role: str
+    #: device tokens: the device's secret_version when the token was issued
+    version: int | None = None
 
     @property
     def is_device(self) -> bool:
@@ -45,12 +47,14 @@ class TokenService:
         self.device_ttl_s = device_ttl_s
         self.admin_ttl_s = admin_ttl_s
 
-    def issue(self, sub: str, role: str) -> tuple[str, dt.datetime]:
+    def issue(self, sub: str, role: str, version: int | None = None) -> tuple[str, dt.datetime]:
         now = utcnow().replace(microsecond=0)
         ttl = self.device_ttl_s if role == ROLE_DEVICE else self.admin_ttl_s
         expires = now + dt.timedelta(seconds=ttl)
-        token = jwt.encode({"sub": sub, "role": role, "iat": now, "exp": expires, "jti": uuid.uuid4().hex},
-                           self._secret.get(), algorithm=_ALGORITHM)
+        claims = {"sub": sub, "role": role, "iat": now, "exp": expires, "jti": uuid.uuid4().hex}
+        if version is not None:
+            claims["ver"] = version
+        token = jwt.encode(claims, self._secret.get(), algorithm=_ALGORITHM)
         return token, expires
 
     def verify(self, token: str) -> Principal:
@@ -62,9 +66,11 @@ class TokenService:
         except jwt.PyJWTError:
             raise Unauthorized("invalid token") from None
         sub, role = claims.get("sub"), claims.get("role")
-        if not isinstance(sub, str) or role not in (ROLE_DEVICE, ROLE_ADMIN, ROLE_VIEWER):
+        version = claims.get("ver")
+        if not isinstance(sub, str) or role not in (ROLE_DEVICE, ROLE_ADMIN, ROLE_VIEWER) or (
+                version is not None and (isinstance(version, bool) or not isinstance(version, int))):
             raise Unauthorized("invalid token")
-        return Principal(sub=sub, role=role)
+        return Principal(sub=sub, role=role, version=version)
 
 
 def require_role(principal: Principal | None, *roles: str) -> Principal:

@@ -21,6 +21,7 @@ log = logging.getLogger("truckx.hub")
 
 CLOSE_REPLACED = 4409
 CLOSE_DISABLED = 4403
+CLOSE_CREDENTIALS_CHANGED = 4401
 CLOSE_GOING_AWAY = 1001
 
 Subscriber = Callable[[dict[str, Any]], None]

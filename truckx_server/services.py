@@ -197,13 +197,15 @@ class Services:
             raise Unauthorized("unknown IMEI or wrong secret")
         if not device["enabled"]:
             raise Forbidden("this device is disabled")
-        return self.tokens.issue(imei, auth.ROLE_DEVICE)
+        return self.tokens.issue(imei, auth.ROLE_DEVICE, device["secret_version"])
 
     async def authenticate_device(self, principal: auth.Principal) -> dict[str, Any]:
         """The device behind a device token, refusing unknown or disabled ones."""
         device = await self.sql.get_device(principal.sub)
         if device is None:
             raise Unauthorized("unknown device")
+        if principal.version != device["secret_version"]:
+            raise Unauthorized("the device secret was rotated; log in again")
         if not device["enabled"]:
             raise Forbidden("this device is disabled")
         return device

@@ -3,6 +3,9 @@ the live session with 4403, login then 403), enable again, rotate the secret."""
 
 from __future__ import annotations
 
+import pytest
+import tornado.httpclient
+
 from tests.conftest import RunningServer, new_imei
 from tests.server.test_admin_support import api, make_user  # noqa: F401
 
@@ -101,6 +104,28 @@ async def test_rotate_secret(api: RunningServer) -> None:
     assert r.status_code == 200
     r = await api.http.post(f"/api/v1/admin/devices/{new_imei()}/secret", headers=admin)
     assert r.status_code == 404
+
+
+async def test_rotating_the_secret_revokes_old_tokens_and_the_live_session(api: RunningServer) -> None:
+    dev = await api.register()
+    ws = await api.connect(dev)
+    r = await api.http.post(f"/api/v1/admin/devices/{dev.imei}/secret", headers=await api.admin_headers())
+    assert r.status_code == 200
+    assert await ws.wait_closed() == 4401
+    old = {"Authorization": f"Bearer {dev.token}"}
+    r = await api.http.post("/api/v1/device/alarms", headers=old, json={
+        "type": "CRASH", "ts": "2026-11-01T08:00:00Z", "lat": 1, "lon": 2})
+    assert r.status_code == 401 and "rotated" in r.json()["error"]["message"]
+    with pytest.raises(tornado.httpclient.HTTPClientError) as info:
+        await api.connect(dev)
+    assert info.value.code == 401
+    dev.secret = r_secret = (await api.http.post(f"/api/v1/admin/devices/{dev.imei}/secret",
+                                                 headers=await api.admin_headers())).json()["secret"]
+    assert r_secret
+    dev.token = await api.device_login(dev)
+    ws2 = await api.connect(dev)
+    await ws2.send({"type": "ping"})
+    assert await ws2.wait_for(lambda m: m["type"] == "pong")
 
 
 async def test_viewer_reads_devices_but_changes_nothing(api: RunningServer) -> None:

@@ -13,9 +13,11 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from tests.conftest import RunningServer, ServerFactory, stop_server
 from truckx_server import config
+from truckx_server.migrate import alembic_config
 from truckx_server.storage.schema import metadata
 
 
@@ -52,7 +54,8 @@ def test_migrate_command_and_schema_match_the_tables(tmp_path) -> None:
     out = subprocess.run([sys.executable, "-m", "truckx_server", "migrate", "--data-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    assert "migrated to 0001" in out.stdout
+    head = ScriptDirectory.from_config(alembic_config(f"sqlite:///{tmp_path / 'truckx.db'}")).get_current_head()
+    assert f"migrated to {head}" in out.stdout
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'truckx.db'}")
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)

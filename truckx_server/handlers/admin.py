@@ -7,7 +7,7 @@ from __future__ import annotations
 from ..admin_service import MAX_WAIT_S, TRACK_FORMATS, track_csv, track_geojson, track_gpx
 from ..errors import InvalidArgument
 from ..models import format_time
-from .base import BaseHandler, encode_cursor
+from .base import AdminHandler, BaseHandler, encode_cursor
 
 READ = ("admin", "viewer")
 WRITE = ("admin",)
@@ -24,19 +24,6 @@ class AdminLoginHandler(BaseHandler):
         token, expires, role = await self.services.admin_login(body.get("username"), body.get("password"),
                                                                self.request.remote_ip or "")
         self.write_json({"token": token, "expires_at": format_time(expires), "role": role})
-
-
-class AdminHandler(BaseHandler):
-    """An admin-token call: the token's user must still exist with the token's role."""
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        await self.services.admin.check_user(self.principal)
-
-    @property
-    def actor(self) -> str:
-        assert self.principal is not None
-        return self.principal.sub
 
 
 # -- users ---------------------------------------------------------------------------------------

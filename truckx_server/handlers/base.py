@@ -198,6 +198,19 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
         self.write_json({"items": items, "next_cursor": encode_cursor(next_key) if next_key is not None else None})
 
 
+class AdminHandler(BaseHandler):
+    """An admin-token call: the token's user must still exist with the token's role."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        await self.services.admin.check_user(self.principal)
+
+    @property
+    def actor(self) -> str:
+        assert self.principal is not None
+        return self.principal.sub
+
+
 class NotFoundHandler(BaseHandler):
     """Everything no route matches: a JSON 404 for any method."""
 

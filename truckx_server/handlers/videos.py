@@ -28,7 +28,7 @@ from tornado.iostream import StreamClosedError
 from ..errors import InvalidArgument, PayloadTooLarge, TruckxError
 from ..models import validate_file_name, validate_imei
 from ..storage.videos_fs import PartWriter
-from .base import BaseHandler
+from .base import AdminHandler, BaseHandler
 from .device import DeviceHandler
 
 READ = ("admin", "viewer")
@@ -179,7 +179,7 @@ class DeviceVideoHandler(DeviceHandler):
         self._put_away()
 
 
-class AdminVideosHandler(BaseHandler):
+class AdminVideosHandler(AdminHandler):
     roles = {"GET": READ}
 
     async def get(self, imei: str) -> None:
@@ -219,7 +219,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     return start, min(end, size)
 
 
-class AdminVideoHandler(BaseHandler):
+class AdminVideoHandler(AdminHandler):
     roles = {"GET": READ, "HEAD": READ}
 
     def initialize(self) -> None:

@@ -14,6 +14,8 @@ metadata = sa.MetaData()
 #: microsecond datetimes on MySQL/MariaDB (DATETIME(6)); SQLite stores ISO text, which sorts correctly
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 JsonText = sa.JSON().with_variant(mysql.JSON(), "mysql", "mariadb")
+#: double precision on every backend (plain Float is single-precision FLOAT on MySQL; 0002)
+Double = sa.Float().with_variant(mysql.DOUBLE(asdecimal=False), "mysql", "mariadb")
 
 devices = sa.Table(
     "devices", metadata,
@@ -23,6 +25,8 @@ devices = sa.Table(
     sa.Column("enabled", sa.Boolean, nullable=False, default=True),
     sa.Column("created_at", Timestamp, nullable=False),
     sa.Column("last_seen", Timestamp, nullable=True),
+    #: in every device token; rotating the secret bumps it, so older tokens stop working (0003)
+    sa.Column("secret_version", sa.Integer, nullable=False, server_default="0"),
 )
 
 users = sa.Table(
@@ -39,9 +43,9 @@ alarms = sa.Table(
     sa.Column("imei", sa.String(15), nullable=False),
     sa.Column("type", sa.String(32), nullable=False),
     sa.Column("ts", Timestamp, nullable=False),
-    sa.Column("lat", sa.Float, nullable=False),
-    sa.Column("lon", sa.Float, nullable=False),
-    sa.Column("speed_kmh", sa.Float, nullable=True),
+    sa.Column("lat", Double, nullable=False),
+    sa.Column("lon", Double, nullable=False),
+    sa.Column("speed_kmh", Double, nullable=True),
     sa.Column("details", JsonText, nullable=True),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("received_at", Timestamp, nullable=False),

@@ -170,6 +170,11 @@ class SqlStore:
             return await self.get_device(imei) is not None
         return await self._exec(devices.update().where(devices.c.imei == imei).values(**allowed)) > 0
 
+    async def rotate_device_secret(self, imei: str, secret_hash: str) -> bool:
+        """Replace the secret and bump ``secret_version``, which revokes every token issued before."""
+        return await self._exec(devices.update().where(devices.c.imei == imei).values(
+            secret_hash=secret_hash, secret_version=devices.c.secret_version + 1)) > 0
+
     async def touch_devices(self, seen: dict[str, dt.datetime]) -> None:
         """Record ``last_seen`` for several devices at once."""
         if not seen:
