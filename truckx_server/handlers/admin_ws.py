@@ -21,7 +21,6 @@ from typing import Any, Callable
 import tornado.web
 import tornado.websocket
 
-from ..errors import TruckxError
 from ..models import validate_imei
 from .base import ApiMixin
 
@@ -56,18 +55,6 @@ class AdminEventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     def check_origin(self, origin: str) -> bool:
         return True  # authentication is the bearer token, never a cookie
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        status, body = self.error_body(status_code, exc)
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps(body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, (TruckxError, tornado.web.HTTPError)):
-            return
-        super().log_exception(typ, value, tb)
 
     # -- feed ------------------------------------------------------------------------------------
 

@@ -103,6 +103,23 @@ class ApiMixin:
         code = STATUS_CODES.get(status_code, "invalid_argument")
         return status_code, {"error": {"code": code, "message": httputil.responses.get(status_code, "error")}}
 
+    # One error path for plain and WebSocket handlers (before the upgrade): the contract's JSON body.
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        status, body = self.error_body(status_code, exc)
+        self.set_status(status)  # type: ignore[attr-defined]
+        self.clear_header("Content-Disposition")  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "application/json; charset=utf-8")  # type: ignore[attr-defined]
+        metrics = self.application.settings.get("metrics")
+        if metrics is not None:
+            metrics.errors.labels(body["error"]["code"]).inc()
+        self.finish(json.dumps(body))  # type: ignore[attr-defined]
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, (TruckxError, tornado.web.HTTPError)):
+            return  # an expected client error; the access log has the status
+        super().log_exception(typ, value, tb)  # type: ignore[misc]
+
 
 @tornado.web.stream_request_body
 class BaseHandler(ApiMixin, tornado.web.RequestHandler):
@@ -153,22 +170,6 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(obj, separators=(",", ":"), default=str))
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        status, body = self.error_body(status_code, exc)
-        self.set_status(status)
-        self.clear_header("Content-Disposition")
-        self.set_header("Content-Type", "application/json; charset=utf-8")
-        metrics = self.settings.get("metrics")
-        if metrics is not None:
-            metrics.errors.labels(body["error"]["code"]).inc()
-        self.finish(json.dumps(body))
-
-    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
-        if isinstance(value, (TruckxError, tornado.web.HTTPError)):
-            return  # an expected client error; the access log has the status
-        super().log_exception(typ, value, tb)
 
     def query_int(self, name: str, default: int, lo: int, hi: int) -> int:
         raw = self.get_query_argument(name, None)

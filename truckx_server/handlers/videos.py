@@ -28,7 +28,7 @@ from tornado.iostream import StreamClosedError
 from ..errors import InvalidArgument, PayloadTooLarge, TruckxError
 from ..models import validate_file_name, validate_imei
 from ..storage.videos_fs import PartWriter
-from .base import AdminHandler, BaseHandler
+from .base import AdminHandler
 from .device import DeviceHandler
 
 READ = ("admin", "viewer")

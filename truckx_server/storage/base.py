@@ -4,7 +4,7 @@ contract test suite (tests/storage/) runs every interface against every backend.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, AsyncIterator, Protocol, Sequence
+from typing import AsyncIterator, Protocol, Sequence
 
 from ..models import LocationPoint
 

@@ -38,30 +38,30 @@ def from_db(value: dt.datetime | None) -> dt.datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+#: driver per backend: (async, for the server; blocking, for Alembic)
+_DRIVERS = {"sqlite": ("sqlite+aiosqlite", "sqlite"), "mysql": ("mysql+aiomysql", "mysql+pymysql"),
+            "mariadb": ("mysql+aiomysql", "mysql+pymysql")}
+
+
+def _with_driver(url: str, blocking: bool) -> str:
+    parsed = make_url(url)
+    drivers = _DRIVERS.get(parsed.get_backend_name())
+    if drivers is None:
+        raise ValueError(f"unsupported SQL URL scheme {parsed.drivername!r}")
+    query = dict(parsed.query)
+    if parsed.get_backend_name() != "sqlite":
+        query.setdefault("charset", "utf8mb4")
+    return parsed.set(drivername=drivers[blocking], query=query).render_as_string(hide_password=False)
+
+
 def async_url(url: str) -> str:
     """``sqlite:///x`` -> ``sqlite+aiosqlite:///x``; ``mysql://`` / ``mariadb://`` -> ``mysql+aiomysql://``."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
-    if backend in ("mysql", "mariadb"):
-        query = dict(parsed.query)
-        query.setdefault("charset", "utf8mb4")
-        return parsed.set(drivername="mysql+aiomysql", query=query).render_as_string(hide_password=False)
-    raise ValueError(f"unsupported SQL URL scheme {parsed.drivername!r}")
+    return _with_driver(url, blocking=False)
 
 
 def sync_url(url: str) -> str:
     """The same database through a blocking driver, for Alembic."""
-    parsed = make_url(url)
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        return parsed.set(drivername="sqlite").render_as_string(hide_password=False)
-    if backend in ("mysql", "mariadb"):
-        query = dict(parsed.query)
-        query.setdefault("charset", "utf8mb4")
-        return parsed.set(drivername="mysql+pymysql", query=query).render_as_string(hide_password=False)
-    raise ValueError(f"unsupported SQL URL scheme {parsed.drivername!r}")
+    return _with_driver(url, blocking=True)
 
 
 def _row(row: Any) -> dict[str, Any]:
