@@ -277,7 +277,7 @@ class Services:
     async def video_upload_state(self, imei: str, name: str) -> tuple[int, bool]:
         """``(offset, complete)`` for HEAD: the complete object's size, or the durable size of a part."""
         name = validate_file_name(name)
-        await self.videos.wait_settled(imei, name)
+        await self.videos.take_over(imei, name)  # the device asks because it believes the upload died
         size = await self.videos.object_size(imei, name)
         if size is not None:
             return size, True
@@ -293,6 +293,7 @@ class Services:
         if content_length is not None and (offset or 0) + content_length > limit:
             self.metrics.uploads.labels("too_large").inc()
             raise PayloadTooLarge(f"a video may have at most {limit} bytes")
+        await self.videos.take_over(imei, name)
         self.videos.claim(imei, name)
         try:
             if offset is None:

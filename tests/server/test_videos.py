@@ -301,27 +301,38 @@ async def test_put_over_a_pending_part_starts_over(server: RunningServer) -> Non
     assert (video_root(server) / dev.imei / "again.mp4").read_bytes() == data
 
 
-async def test_a_concurrent_upload_of_the_same_file_is_409(server: RunningServer) -> None:
+async def test_a_newer_request_takes_over_an_upload_whose_connection_hangs(server: RunningServer) -> None:
+    """A truck's old connection may be half-open (never closed) when it comes back to resume: its HEAD
+    cuts the old request off at its durable offset instead of being refused."""
     dev = await server.register()
     data = os.urandom(200_000)
     reader, writer = await start_raw_upload(server, dev, "busy.mp4", "PUT", len(data), data[:50_000])
-    await wait_received(server, dev.imei, "busy.mp4", 1)
-    r = await put(server, dev, "busy.mp4", data)
-    assert r.status_code == 409
-    r = await server.http.patch(DEVICE_URL.format("busy.mp4"), content=b"x",
-                                headers={**auth(dev), "Upload-Offset": "0"})
-    assert r.status_code == 409
-    # another name, and the same name of another device, are independent
-    other = await server.register()
+    await wait_received(server, dev.imei, "busy.mp4", 50_000)
+    r = await server.http.head(DEVICE_URL.format("busy.mp4"), headers=auth(dev))
+    assert r.status_code == 200 and r.headers["Upload-Offset"] == "50000"
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # the old request was cut off
+    writer.close()
+    r = await server.http.patch(DEVICE_URL.format("busy.mp4"), content=data[50_000:],
+                                headers={**auth(dev), "Upload-Offset": "50000", "Upload-Complete": "?1",
+                                         "X-Content-SHA256": sha(data)})
+    assert r.status_code == 201, r.text
+    assert (video_root(server) / dev.imei / "busy.mp4").read_bytes() == data
+
+
+async def test_a_new_put_supersedes_a_hanging_one_and_other_files_are_independent(server: RunningServer) -> None:
+    dev, other = await server.register(), await server.register()
+    data = os.urandom(200_000)
+    reader, writer = await start_raw_upload(server, dev, "busy.mp4", "PUT", len(data), data[:50_000])
+    await wait_received(server, dev.imei, "busy.mp4", 50_000)
+    # another name, and the same name of another device, are not touched
     assert (await put(server, dev, "free.mp4", data)).status_code == 201
     assert (await put(server, other, "busy.mp4", data)).status_code == 201
-    # the first upload completes normally
-    writer.write(data[50_000:])
-    await writer.drain()
-    status_line = await asyncio.wait_for(reader.readline(), 5)
-    assert b" 201 " in status_line
+    assert server.services.videos.is_busy(dev.imei, "busy.mp4")
+    # a new PUT of the same file starts over and wins
+    r = await put(server, dev, "busy.mp4", data)
+    assert r.status_code == 201 and r.json()["size"] == len(data)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
-    await writer.wait_closed()
     assert (video_root(server) / dev.imei / "busy.mp4").read_bytes() == data
 
 

@@ -106,6 +106,14 @@ class DeviceVideoHandler(DeviceHandler):
                 raise InvalidArgument("Upload-Complete must be ?1 or ?0")
         self._limit = self.services.settings.max_video_bytes
         self._writer = await self.services.begin_video_upload(self.imei, self._name, offset, length)
+        self._writer.on_preempt = self._cut_off
+
+    def _cut_off(self) -> None:
+        """A newer request of this device for the same file took over: drop this connection (its
+        on_connection_close puts the part away at its durable offset)."""
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
 
     async def data_received(self, chunk: bytes) -> None:
         writer = self._writer

@@ -22,7 +22,7 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any, AsyncIterator, Coroutine
+from typing import Any, AsyncIterator, Callable, Coroutine
 
 import aiofiles
 import aiofiles.os
@@ -77,6 +77,8 @@ class PartWriter:
         #: "open" while bytes may arrive, "closing" while being put away, "closed" afterwards
         self.state = "open"
         self.closed = asyncio.Event()
+        #: set by the request that streams into this writer: cuts that request's connection off
+        self.on_preempt: Callable[[], None] | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -179,16 +181,26 @@ class FsVideoStore:
     def is_busy(self, imei: str, name: str) -> bool:
         return (imei, name) in self._uploads
 
-    async def wait_settled(self, imei: str, name: str, timeout_s: float = 5.0) -> None:
-        """If an upload of (imei, name) is being put away (its connection dropped), wait until the
-        part file is durable, so that its size is the offset to resume from."""
-        writer = self._uploads.get((imei, name))
-        if writer is not None and writer.state != "open":
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(timeout_s):
-                    await writer.closed.wait()
-
     # -- uploads ---------------------------------------------------------------------------------
+
+    async def take_over(self, imei: str, name: str, timeout_s: float = 10.0) -> None:
+        """A newer request of the device for (imei, name) supersedes an upload still in progress, as a
+        newer WebSocket replaces an older one: on a cellular link the old TCP connection is most likely
+        half-open and could hold the file for minutes. The old request is cut off, its part put away at
+        its durable offset, and this returns once the file is free. An upload that is already being
+        finished (all its bytes arrived) is waited for, not cut off."""
+        key = (validate_imei(imei), validate_file_name(name))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        preempted = False
+        while key in self._uploads:
+            writer = self._uploads[key]
+            if not preempted and writer is not None and writer.state == "open" and writer.on_preempt:
+                preempted = True
+                writer.on_preempt()
+            if loop.time() > deadline:
+                raise Conflict("another upload of this file is in progress; try again later")
+            await asyncio.sleep(0.01)
 
     def claim(self, imei: str, name: str) -> None:
         """Reserve (imei, name) for one upload; :class:`Conflict` while another one runs."""
