@@ -142,7 +142,7 @@ class TruckxServer:
         return r.json()["token"]
 
     def register(self, n: int, prefix: str = "86") -> list[dict[str, str]]:
-        from truckx_sim.provision import make_imei
+        from truckx_server.models import make_imei
         headers = {"Authorization": f"Bearer {self.admin_token()}"}
         out: list[dict[str, str]] = []
         base = int(time.time() * 1000) % 10**9 * 100

@@ -22,7 +22,7 @@ import httpx
 
 from common import DATA, PY, ROOT, Context, Row, TruckxServer, percentile
 from truckx_server.storage.locations_sqlite import SCHEMA as LOCATION_SCHEMA
-from truckx_sim.provision import make_imei
+from truckx_server.models import make_imei
 
 ALARMS = 1_000_000
 DEVICES = 1_000

@@ -65,6 +65,8 @@ class SimDevice:
         self.points_generated = 0
         self.points_acked = 0
         self._results_outbox: list[dict[str, Any]] = []
+        #: alarms being reported or having their videos uploaded; the drain waits for them
+        self._alarms_in_flight: set[asyncio.Task[Any]] = set()
         self._handled_commands: dict[str, dict[str, Any]] = {}
         self._reset_until = 0.0
         self._interval_changed = asyncio.Event()
@@ -131,9 +133,11 @@ class SimDevice:
         return task
 
     async def _drain(self) -> None:
-        """Wait (bounded) until everything generated is acknowledged and command results are out."""
+        """Wait (bounded) until everything generated is acknowledged, command results are out and the
+        alarms raised (with their video uploads) are finished, as a real device would before parking."""
         deadline = time.monotonic() + self.env.config.drain_timeout_s
-        while (self.unacked or self._results_outbox) and time.monotonic() < deadline and not self.fatal:
+        while ((self.unacked or self._results_outbox or self._alarms_in_flight)
+               and time.monotonic() < deadline and not self.fatal):
             await asyncio.sleep(0.05)
 
     # -- REST: login -----------------------------------------------------------------------------
@@ -382,9 +386,13 @@ class SimDevice:
 
     async def _alarms(self) -> None:
         rate_per_s = self.env.config.alarm_rate_per_h / 3600.0
-        while True:
+        while not self.env.driving.is_set():
             await asyncio.sleep(self.rng.expovariate(rate_per_s))
-            self._spawn(self.raise_alarm())
+            if self.env.driving.is_set():
+                return
+            task = self._spawn(self.raise_alarm())
+            self._alarms_in_flight.add(task)
+            task.add_done_callback(self._alarms_in_flight.discard)
 
     async def raise_alarm(self) -> None:
         fix = self.route.advance(0)

@@ -12,27 +12,13 @@ from typing import Any
 
 import httpx
 
+from truckx_server.models import make_imei
+
 from .config import SimConfig
 
 
 class ProvisionError(RuntimeError):
     pass
-
-
-def luhn_check_digit(digits: str) -> int:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2 == 0:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return (10 - total % 10) % 10
-
-
-def make_imei(prefix14: str) -> str:
-    return prefix14 + str(luhn_check_digit(prefix14))
 
 
 def cache_path(config: SimConfig) -> Path:
