@@ -16,7 +16,7 @@ import collections
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from .models import LocationPoint
 
@@ -77,16 +77,28 @@ class LocationBatcher:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="location-batcher")
 
+    def offer(self, session: Acker, seq: int, points: Sequence[LocationPoint]) -> Awaitable[None] | None:
+        """Queue a message's points without waiting when there is room (the hot path: no task, no
+        await) and return None; when the queue is full, return an awaitable that queues them once
+        there is room. The connection gets ``ack seq`` once they are durable."""
+        n = len(points)
+        if self._queued_points + n > self.queue_points and self._queued_points > 0:
+            return self.submit(session, seq, points)
+        self._enqueue(session, seq, points)
+        return None
+
     async def submit(self, session: Acker, seq: int, points: Sequence[LocationPoint]) -> None:
-        """Queue a message's points; the connection gets ``ack seq`` once they are durable. Waits
-        (holding back the socket) while the queue is full."""
+        """Queue a message's points, waiting (holding back the socket) while the queue is full."""
         n = len(points)
         if self._queued_points + n > self.queue_points and self._queued_points > 0:
             async with self._space:
                 await self._space.wait_for(
                     lambda: self._queued_points == 0 or self._queued_points + n <= self.queue_points)
+        self._enqueue(session, seq, points)
+
+    def _enqueue(self, session: Acker, seq: int, points: Sequence[LocationPoint]) -> None:
         self._queue.append(_Entry(session, seq, points))
-        self._queued_points += n
+        self._queued_points += len(points)
         if self._queued_points >= self.max_points or len(self._queue) == 1:
             self._wake.set()  # a full batch, or the first entry of one (starts its interval)
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 __all__ = ["Metrics", "CONTENT_TYPE_LATEST"]
@@ -14,7 +15,10 @@ class Metrics:
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
         self.ws_connections = Gauge("truckx_ws_connections", "Open device WebSocket sessions", registry=r)
-        self.ws_messages = Counter("truckx_ws_messages", "Device WebSocket messages received", ["type"], registry=r)
+        # Device WebSocket messages by type: plain ints bumped on the hot path (no lock per frame; the
+        # event loop is the only writer), exposed through a collector when scraped.
+        self._kind_counts = dict.fromkeys(self.MESSAGE_KINDS, 0)
+        r.register(_KindCollector(self._kind_counts))
         self.points_stored = Counter("truckx_location_points_stored", "Location points written (before dedupe)", registry=r)
         self.acks = Counter("truckx_acks_sent", "Cumulative acks sent to devices", registry=r)
         self.flush_seconds = Histogram("truckx_location_flush_seconds", "Time to write one location batch",
@@ -29,8 +33,32 @@ class Metrics:
         self.commands = Counter("truckx_commands", "Command status changes", ["status"], registry=r)
         self.queue_points = Gauge("truckx_location_queue_points", "Location points waiting to be written", registry=r)
 
+
+    MESSAGE_KINDS = ("location", "locations", "command_result", "ping", "binary", "invalid", "unknown")
+
+    def ws_message_kind(self, kind: object) -> None:
+        counts = self._kind_counts
+        if type(kind) is str and kind in counts:
+            counts[kind] += 1
+        else:
+            counts["unknown"] += 1
+
+    def ws_message_count(self, kind: str) -> int:
+        return self._kind_counts[kind]
+
     def bind_queue(self, fn: Callable[[], float]) -> None:
         self.queue_points.set_function(fn)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class _KindCollector:
+    def __init__(self, counts: dict[str, int]) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily("truckx_ws_messages", "Device WebSocket messages received", labels=["type"])
+        for kind, value in self.counts.items():
+            family.add_metric([kind], value)
+        yield family

@@ -212,7 +212,7 @@ async def test_full_queue_stops_reading_instead_of_growing(server_factory: Serve
     await asyncio.sleep(0.3)
     # one batch is held by the blocked write; the queue holds at most its bound; the rest is unread
     assert batcher.queued_points <= 300
-    assert server.services.metrics.ws_messages.labels("locations")._value.get() < 20
+    assert server.services.metrics.ws_message_count("locations") < 20
     blocked.release.set()
     await ws.wait_ack(20, timeout=10)
     assert len(await stored(server, dev.imei)) == 1000

@@ -7,9 +7,10 @@ read (backpressure). Frames over ``websocket_max_message_size`` close the connec
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
-from typing import Any
+from typing import Any, Awaitable, Sequence
 
 import tornado.web
 import tornado.websocket
@@ -82,48 +83,53 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     # -- messages --------------------------------------------------------------------------------
 
-    async def on_message(self, message: str | bytes) -> None:
-        hub, metrics = self.services.hub, self.services.metrics
-        hub.seen(self.imei)
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """The hot path, synchronous: a location message is validated and queued without creating a
+        task. It returns an awaitable only when Tornado must wait before reading this connection's next
+        frame: the location queue is full (backpressure), or a command result is being stored."""
+        services = self.services
+        now = utcnow()
+        services.hub.seen(self.imei, now)
+        count = services.metrics.ws_message_kind
         if isinstance(message, bytes):
-            metrics.ws_messages.labels("binary").inc()
+            count("binary")
             self._error("invalid_json", "send JSON text frames, not binary")
-            return
+            return None
         try:
             msg = json.loads(message)
         except ValueError:
-            metrics.ws_messages.labels("invalid").inc()
+            count("invalid")
             self._error("invalid_json", "the frame is not valid JSON")
-            return
+            return None
         if not isinstance(msg, dict):
-            metrics.ws_messages.labels("invalid").inc()
+            count("invalid")
             self._error("invalid_argument", "a message must be a JSON object")
-            return
+            return None
         kind = msg.get("type")
-        metrics.ws_messages.labels(kind if kind in ("location", "locations", "command_result", "ping") else "unknown").inc()
-        seq = msg.get("seq") if isinstance(msg.get("seq"), int) else None
+        count(kind)
         try:
             if kind == "location":
-                await self._locations(msg, [msg])
-            elif kind == "locations":
+                return self._locations(msg, (msg,), now)
+            if kind == "locations":
                 points = msg.get("points")
                 if not isinstance(points, list) or not points:
                     raise InvalidArgument("points must be a non-empty list")
                 if len(points) > MAX_POINTS_PER_MESSAGE:
                     raise InvalidArgument(f"at most {MAX_POINTS_PER_MESSAGE} points per message")
-                await self._locations(msg, points)
-            elif kind == "ping":
+                return self._locations(msg, points, now)
+            if kind == "ping":
                 self.send_nowait({"type": "pong"})
-            elif kind == "command_result":
-                await self.services.command_result(self.imei, msg.get("id"), msg.get("ok"), msg.get("detail"))
-            else:
-                raise InvalidArgument("type must be location, locations, command_result or ping")
+                return None
+            if kind == "command_result":
+                return self._command_result(msg)
+            raise InvalidArgument("type must be location, locations, command_result or ping")
         except TruckxError as exc:
-            self._error(exc.code, exc.message, seq)
+            seq = msg.get("seq")
+            self._error(exc.code, exc.message, seq if isinstance(seq, int) else None)
+            return None
 
-    async def _locations(self, msg: dict[str, Any], raw_points: list[Any]) -> None:
+    def _locations(self, msg: dict[str, Any], raw_points: Sequence[Any], now: dt.datetime) -> Awaitable[None] | None:
         seq = parse_seq(msg)
-        now = utcnow()
         points, rejected = [], []
         for i, raw in enumerate(raw_points):
             try:
@@ -134,7 +140,13 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             # the valid points are kept; the device learns which ones were refused
             self._error("invalid_argument", f"{len(rejected)} of {len(raw_points)} points refused", seq,
                         rejected=rejected[:100])
-        await self.services.batcher.submit(self, seq, points)
+        return self.services.batcher.offer(self, seq, points)
+
+    async def _command_result(self, msg: dict[str, Any]) -> None:
+        try:
+            await self.services.command_result(self.imei, msg.get("id"), msg.get("ok"), msg.get("detail"))
+        except TruckxError as exc:
+            self._error(exc.code, exc.message)
 
 
 def routes() -> list:
