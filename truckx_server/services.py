@@ -190,7 +190,7 @@ class Services:
         imei = validate_imei(imei)
         if not isinstance(secret, str) or not secret:
             raise InvalidArgument("secret is required")
-        device = await self.sql.get_device(imei)
+        device = await self.sql.get_device_auth(imei)
         # same work whether or not the device exists
         stored = device["secret_hash"] if device else "0" * 64
         if not auth.check_device_secret(self.device_key, secret, stored) or device is None:
@@ -201,7 +201,7 @@ class Services:
 
     async def authenticate_device(self, principal: auth.Principal) -> dict[str, Any]:
         """The device behind a device token, refusing unknown or disabled ones."""
-        device = await self.sql.get_device(principal.sub)
+        device = await self.sql.get_device_auth(principal.sub)
         if device is None:
             raise Unauthorized("unknown device")
         if principal.version != device["secret_version"]:

@@ -112,3 +112,16 @@ async def test_bulk_registration_returns_each_secret_once(server: RunningServer)
                                headers=await server.admin_headers())
     assert r.status_code == 409
     assert await server.services.sql.get_device(fresh) is None
+
+
+async def test_credential_cache_follows_registration_disable_and_rotation(server: RunningServer) -> None:
+    imei = new_imei()
+    r = await server.http.post("/api/v1/device/login", json={"imei": imei, "secret": "x" * 20})
+    assert r.status_code == 401  # unknown (and now cached as unknown)
+    dev = await server.register(imei)  # registering forgets the cached miss
+    assert dev.token
+    await server.services.sql.update_device(imei, enabled=False)
+    r = await server.http.post("/api/v1/device/login", json={"imei": imei, "secret": dev.secret})
+    assert r.status_code == 403
+    await server.services.sql.update_device(imei, enabled=True)
+    assert await server.device_login(dev)

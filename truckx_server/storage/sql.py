@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
@@ -23,6 +24,9 @@ from ..models import UTC, AlarmIn
 from .schema import alarm_files, alarms, commands, devices, users, videos
 
 log = logging.getLogger("truckx.sql")
+#: how long another process's change to a device (disable, rotate) may take to be seen here
+DEVICE_AUTH_TTL_S = 30.0
+DEVICE_AUTH_CACHE_MAX = 200_000
 T = TypeVar("T")
 
 
@@ -81,6 +85,8 @@ class SqlStore:
         self.timeout_s = timeout_s
         self.retries = retries
         self.dialect = make_url(url).get_backend_name()
+        #: imei -> (expires, row): device credentials read on every device login and handshake
+        self._device_auth: dict[str, tuple[float, dict[str, Any] | None]] = {}
         kwargs: dict[str, Any] = {}
         if self.dialect == "sqlite":
             path = make_url(url).database
@@ -160,20 +166,49 @@ class SqlStore:
             await self._run(q)
         except IntegrityError:
             raise Conflict("IMEI already registered") from None
+        finally:
+            self._forget_device_auth(imeis)
 
     async def get_device(self, imei: str) -> dict[str, Any] | None:
         return await self._one(sa.select(devices).where(devices.c.imei == imei))
+
+    async def get_device_auth(self, imei: str) -> dict[str, Any] | None:
+        """``{imei, secret_hash, enabled, secret_version}`` or None, for device login and handshakes,
+        from a cache: every change made through this store invalidates its entry at once; a change
+        made by another server process on the same database is seen within DEVICE_AUTH_TTL_S."""
+        now = time.monotonic()
+        hit = self._device_auth.get(imei)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        row = await self._one(sa.select(devices.c.imei, devices.c.secret_hash, devices.c.enabled,
+                                        devices.c.secret_version).where(devices.c.imei == imei))
+        if len(self._device_auth) >= DEVICE_AUTH_CACHE_MAX:
+            self._device_auth = {k: v for k, v in self._device_auth.items() if v[0] > now}
+            if len(self._device_auth) >= DEVICE_AUTH_CACHE_MAX:
+                self._device_auth.clear()
+        self._device_auth[imei] = (now + DEVICE_AUTH_TTL_S, row)
+        return row
+
+    def _forget_device_auth(self, imeis: Iterable[str]) -> None:
+        for imei in imeis:
+            self._device_auth.pop(imei, None)
 
     async def update_device(self, imei: str, **values: Any) -> bool:
         allowed = {k: v for k, v in values.items() if k in ("name", "enabled", "secret_hash")}
         if not allowed:
             return await self.get_device(imei) is not None
-        return await self._exec(devices.update().where(devices.c.imei == imei).values(**allowed)) > 0
+        try:
+            return await self._exec(devices.update().where(devices.c.imei == imei).values(**allowed)) > 0
+        finally:
+            self._forget_device_auth((imei,))
 
     async def rotate_device_secret(self, imei: str, secret_hash: str) -> bool:
         """Replace the secret and bump ``secret_version``, which revokes every token issued before."""
-        return await self._exec(devices.update().where(devices.c.imei == imei).values(
-            secret_hash=secret_hash, secret_version=devices.c.secret_version + 1)) > 0
+        try:
+            return await self._exec(devices.update().where(devices.c.imei == imei).values(
+                secret_hash=secret_hash, secret_version=devices.c.secret_version + 1)) > 0
+        finally:
+            self._forget_device_auth((imei,))
 
     async def touch_devices(self, seen: dict[str, dt.datetime]) -> None:
         """Record ``last_seen`` for several devices at once."""
