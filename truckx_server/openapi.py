@@ -379,8 +379,11 @@ def _paths() -> dict[str, Any]:
 
 
 WEBSOCKETS = {
-    "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: locations in (acked), commands out. "
-                          "Token in Authorization or ?token=."},
+    "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "
+                          "ping in; ack (cumulative, after the points are durable) / command / error / pong out. "
+                          "Token in Authorization or ?token=. Close codes: 4409 replaced by a newer connection, "
+                          "4403 device disabled, 4401 device secret rotated, 1001 server shutting down, "
+                          "1009 frame too large."},
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
                              "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
                              "?token=. A client that falls 1000 events behind is closed with 4429."},
