@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import io
 import math
+import time
 import uuid
 from typing import TYPE_CHECKING, Any, Protocol, Sequence
 from xml.sax.saxutils import escape, quoteattr
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from .services import Services
 
 FINAL_COMMAND_STATUSES = frozenset({"succeeded", "failed", "expired"})
+#: how long a user check (the user exists with the token's role) is reused. A delete in this process
+#: takes effect at once; one in another process of a multi-process deployment within this bound.
+USER_CHECK_TTL_S = 3.0
 MAX_WAIT_S = 60
 PASSWORD_MIN, PASSWORD_MAX = 12, 1024
 TRACK_FORMATS = ("json", "geojson", "gpx", "csv")
@@ -154,6 +158,10 @@ class AdminService:
         self.s = services
         self._feeds: set[EventFeed] = set()
         self._closing = asyncio.Event()
+        #: username -> (role, monotonic time the check expires)
+        self._user_checks: dict[str, tuple[str, float]] = {}
+        #: bumped by every change of users, so that a check read before the change is not cached after it
+        self._users_generation = 0
 
     # -- principal -------------------------------------------------------------------------------
 
@@ -162,9 +170,24 @@ class AdminService:
         revokes its tokens at once."""
         if principal is None or principal.is_device:
             return
+        cached = self._user_checks.get(principal.sub)
+        now = time.monotonic()
+        if cached is not None and cached[1] > now and cached[0] == principal.role:
+            return
+        generation = self._users_generation
         user = await self.s.sql.get_user(principal.sub)
         if user is None or user["role"] != principal.role:
+            self._user_checks.pop(principal.sub, None)
             raise Unauthorized("this user no longer exists or its role changed; log in again")
+        if generation == self._users_generation:
+            if len(self._user_checks) > 10_000:
+                self._user_checks.clear()
+            self._user_checks[principal.sub] = (user["role"], now + USER_CHECK_TTL_S)
+
+    def forget_user(self, username: str) -> None:
+        """A user was deleted or its role changed: its tokens are checked against the store again."""
+        self._users_generation += 1
+        self._user_checks.pop(username, None)
 
     # -- users -----------------------------------------------------------------------------------
 
@@ -184,13 +207,16 @@ class AdminService:
             raise Conflict(f"user {username!r} exists already")
         hashed = await asyncio.to_thread(auth.hash_password, password)
         now = utcnow()
+        self.forget_user(username)
         await self.s.sql.create_user(username, hashed, role, now)
         return user_json({"username": username, "role": role, "created_at": now})
 
     async def delete_user(self, actor: str, username: str) -> None:
         if username == actor:
             raise Conflict("you cannot delete your own account")
+        self.forget_user(username)  # before and after: a check running meanwhile caches nothing
         outcome = await self.s.sql.delete_user(username)
+        self.forget_user(username)
         if outcome == "missing":
             raise NotFound(f"no user {username!r}")
         if outcome == "last_admin":
@@ -331,11 +357,14 @@ class AdminService:
         except ValueError:
             raise NotFound(f"no command {command_id}") from None
         done = asyncio.Event()
+        final: dict[str, Any] = {}
 
+        # woken by the event bus (no polling); the event carries the final command, so it is not read again
         def on_event(event: dict[str, Any]) -> None:
             cmd = event.get("command")
             if (event.get("type") == "command_status" and isinstance(cmd, dict) and cmd.get("id") == command_id
                     and cmd.get("status") in FINAL_COMMAND_STATUSES):
+                final.update(cmd)
                 done.set()
 
         unsubscribe = self.s.events.subscribe(on_event) if wait_s > 0 else None
@@ -351,6 +380,8 @@ class AdminService:
                 finally:
                     closing.cancel()
                     finished.cancel()
+                if final:
+                    return dict(final)
                 cmd = await self.s.sql.get_command(command_id) or cmd
             return command_json(cmd)
         finally:

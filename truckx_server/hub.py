@@ -85,6 +85,8 @@ class Hub:
         self.last_seen: dict[str, dt.datetime] = {}
         self._dirty_seen: set[str] = set()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        #: per IMEI, how many times deliver_pending has read the queue (see :meth:`queue_reads`)
+        self._queue_reads: dict[str, int] = {}
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -138,15 +140,32 @@ class Hub:
             self._locks[imei] = lock
         return lock
 
-    async def deliver_pending(self, imei: str) -> int:
+    def queue_reads(self, imei: str) -> int:
+        """A counter that moves whenever :meth:`deliver_pending` has read the queue of ``imei``; read it
+        before creating a command to pass as ``fresh_since``."""
+        return self._queue_reads.get(imei, 0)
+
+    async def deliver_pending(self, imei: str, fresh: dict[str, Any] | None = None,
+                              fresh_since: int | None = None) -> int:
         """Send every queued, unexpired command of ``imei`` over its live connection, oldest first,
-        marking each ``sent`` once written. Returns how many were sent."""
+        marking each ``sent`` once written. Returns how many were sent.
+
+        ``fresh``: a command just created for ``imei``; it is updated in place when sent. With
+        ``fresh_since`` (:meth:`queue_reads` taken before it was created, given only when no older
+        command was queued), and if no delivery has read the queue since, no other delivery in this
+        process can have seen ``fresh``, and it is sent alone without reading the queue again."""
         if imei not in self.sessions:
             return 0
         lock = self._lock(imei)
         sent = 0
         async with lock:
-            for cmd in await self.store.queued_commands(imei, utcnow()):
+            if fresh is not None and fresh_since is not None and self._queue_reads.get(imei, 0) == fresh_since:
+                batch = [fresh]
+            else:
+                batch = await self.store.queued_commands(imei, utcnow())
+                # moved after the read: a delivery whose read may have seen a new command is noticed
+                self._queue_reads[imei] = self._queue_reads.get(imei, 0) + 1
+            for cmd in batch:
                 session = self.sessions.get(imei)
                 if session is None or not session.is_open:
                     break
@@ -159,5 +178,7 @@ class Hub:
                 if await self.store.mark_command_sent(cmd["id"], now):
                     sent += 1
                     cmd.update(status="sent", sent_at=now)
+                    if fresh is not None and cmd is not fresh and cmd["id"] == fresh["id"]:
+                        fresh.update(status="sent", sent_at=now)
                     self.events.publish("command_status", {"imei": imei, "command": command_json(cmd)})
         return sent

@@ -240,14 +240,19 @@ class Services:
     async def send_command(self, imei: str, body: Any, created_by: str | None) -> dict[str, Any]:
         name, args, ttl = parse_command(body, self.settings.command_ttl_s)
         imei = validate_imei(imei)
-        if await self.sql.get_device(imei) is None:
+        queue_reads = self.hub.queue_reads(imei)  # before the insert: see Hub.deliver_pending
+        created = await self.sql.create_command(imei, name, args, ttl, created_by, utcnow())
+        if created is None:
             raise NotFound(f"device {imei} is not registered")
-        cmd = await self.sql.create_command(imei, name, args, ttl, created_by, utcnow())
+        cmd, queued_before = created
         self.metrics.commands.labels("queued").inc()
         self.events.publish("command_status", {"imei": imei, "command": command_json(cmd)})
         if self.hub.is_online(imei):
-            await self.hub.deliver_pending(imei)
-            cmd = await self.sql.get_command(cmd["id"]) or cmd
+            # the usual case (online, nothing else waiting): written to the session and marked sent
+            # without reading the queue; otherwise the whole queue is delivered in order
+            await self.hub.deliver_pending(imei, cmd, None if queued_before else queue_reads)
+            if cmd["status"] == "queued":  # not sent by this call: a concurrent delivery may have sent it
+                cmd = await self.sql.get_command(cmd["id"]) or cmd
         return command_json(cmd)
 
     async def command_result(self, imei: str, command_id: Any, ok: Any, detail: Any) -> dict[str, Any] | None:
@@ -257,12 +262,12 @@ class Services:
             raise InvalidArgument("ok must be true or false")
         if detail is not None and not isinstance(detail, str):
             raise InvalidArgument("detail must be a string")
-        cmd = await self.sql.finish_command(imei, command_id, ok, detail[:2000] if detail else None, utcnow())
+        cmd, changed = await self.sql.finish_command(imei, command_id, ok, detail[:2000] if detail else None,
+                                                     utcnow())
         if cmd is None:
-            existing = await self.sql.get_command(command_id)
-            if existing is None or existing["imei"] != imei:
-                raise NotFound("no such command for this device")
-            return command_json(existing)  # a repeated result: already final
+            raise NotFound("no such command for this device")
+        if not changed:
+            return command_json(cmd)  # a repeated result: already final
         self.metrics.commands.labels(cmd["status"]).inc()
         body = command_json(cmd)
         self.events.publish("command_status", {"imei": imei, "command": body})

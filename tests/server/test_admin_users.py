@@ -81,3 +81,32 @@ async def test_last_admin_is_refused_by_the_store(api: RunningServer) -> None:
     assert await api.services.sql.delete_user("admin") == "last_admin"
     assert await api.services.sql.delete_user("nobody") == "missing"
     await login_headers(api, "admin", ADMIN_PASSWORD)
+
+
+async def test_user_check_is_cached_and_a_delete_or_role_change_ends_it_at_once(api: RunningServer) -> None:
+    admin = await api.admin_headers()
+    viewer = await make_user(api, "rita", "viewer")
+    sql = api.services.sql
+    lookups: list[str] = []
+    get_user = sql.get_user
+
+    async def spy(username: str):  # noqa: ANN202
+        lookups.append(username)
+        return await get_user(username)
+
+    sql.get_user = spy
+    try:
+        for _ in range(5):
+            assert (await api.http.get("/api/v1/admin/users", headers=viewer)).status_code == 200
+        assert lookups.count("rita") <= 1  # checked once, then reused for a few seconds
+        # deleted and created again as an admin: the viewer token is refused at once (its role changed)
+        assert (await api.http.delete("/api/v1/admin/users/rita", headers=admin)).status_code == 204
+        r = await api.http.post("/api/v1/admin/users", json={"username": "rita", "password": VIEWER_PASSWORD,
+                                                             "role": "admin"}, headers=admin)
+        assert r.status_code == 201
+        r = await api.http.get("/api/v1/admin/users", headers=viewer)
+        assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+        assert (await api.http.get("/api/v1/admin/users",
+                                   headers=await login_headers(api, "rita", VIEWER_PASSWORD))).status_code == 200
+    finally:
+        del sql.get_user

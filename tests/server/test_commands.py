@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from tests.conftest import RunningServer, ServerFactory
+from truckx_server.models import utcnow
 
 
 async def wait_status(server: RunningServer, command_id: str, status: str, timeout: float = 5.0) -> dict:
@@ -105,3 +106,62 @@ async def test_queue_survives_a_restart(server_factory: ServerFactory) -> None:
     assert frame["id"] == created["id"]
     await ws.send({"type": "command_result", "id": created["id"], "ok": True})
     assert (await wait_status(restarted, created["id"], "succeeded"))["status"] == "succeeded"
+
+
+async def _commands_until_pong(ws) -> list[str]:  # noqa: ANN001
+    await ws.send({"type": "ping"})
+    ids = []
+    while True:
+        msg = await ws.recv()
+        if msg is None or msg["type"] == "pong":
+            return ids
+        if msg["type"] == "command":
+            ids.append(msg["id"])
+
+
+async def test_online_device_with_empty_queue_gets_it_without_a_queue_read(server: RunningServer) -> None:
+    dev = await server.register()
+    ws = await server.connect(dev)
+    await _commands_until_pong(ws)  # open (and its delivery) is done
+    sql = server.services.sql
+    reads: list[str] = []
+    read_queue = sql.queued_commands
+
+    async def spy(imei, now):  # noqa: ANN001, ANN202
+        reads.append(imei)
+        return await read_queue(imei, now)
+
+    sql.queued_commands = spy
+    try:
+        created = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+        assert created["status"] == "sent" and reads == []
+        assert (await sql.get_command(created["id"]))["status"] == "sent"
+        # an older command still queued (its delivery failed, say): the whole queue goes, oldest first
+        older = await sql.create_command(dev.imei, "reset", {}, 60, "admin", utcnow())
+        assert older is not None
+        newer = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+        assert newer["status"] == "sent" and reads == [dev.imei]
+    finally:
+        del sql.queued_commands
+    assert await _commands_until_pong(ws) == [created["id"], older[0]["id"], newer["id"]]
+
+
+async def test_commands_racing_a_reconnect_are_delivered_once_each(server: RunningServer) -> None:
+    dev = await server.register()
+    ws1 = await server.connect(dev)
+    await _commands_until_pong(ws1)
+    send = server.services.send_command
+    results = await asyncio.gather(*(send(dev.imei, {"command": "reset"}, "admin") for _ in range(10)),
+                                   server.connect(dev),
+                                   *(send(dev.imei, {"command": "reset"}, "admin") for _ in range(10)))
+    ws2 = results[10]
+    ids = [r["id"] for r in results if isinstance(r, dict)]
+    got2 = await _commands_until_pong(ws2)
+    got1 = [m["id"] for m in ws1.received if m["type"] == "command"]
+    while (msg := await ws1.recv()) is not None:  # the rest of what reached the first connection
+        if msg["type"] == "command":
+            got1.append(msg["id"])
+    delivered = got1 + got2
+    assert sorted(delivered) == sorted(ids)  # every command exactly once
+    for cmd_id in ids:
+        assert (await server.services.sql.get_command(cmd_id))["status"] == "sent"

@@ -177,13 +177,22 @@ async def test_video_index(sql_store: SqlStore) -> None:
 
 async def test_command_queue(sql_store: SqlStore) -> None:
     imei, other = await device(sql_store), await device(sql_store)
-    c1 = await sql_store.create_command(imei, "reset", {}, 3600, "admin", NOW)
-    c2 = await sql_store.create_command(imei, "set_report_interval", {"seconds": 5}, 3600, "admin",
-                                        NOW + dt.timedelta(microseconds=1))
-    c3 = await sql_store.create_command(imei, "reset", {}, 10, None, NOW)
-    await sql_store.create_command(other, "reset", {}, 3600, None, NOW)
+
+    async def create(imei: str, *args: object) -> tuple[dict, bool]:
+        created = await sql_store.create_command(imei, *args)  # type: ignore[arg-type]
+        assert created is not None
+        return created
+
+    c1, before1 = await create(imei, "reset", {}, 3600, "admin", NOW)
+    c2, before2 = await create(imei, "set_report_interval", {"seconds": 5}, 3600, "admin",
+                               NOW + dt.timedelta(microseconds=1))
+    c3, _ = await create(imei, "reset", {}, 10, None, NOW)
+    _, before_other = await create(other, "reset", {}, 3600, None, NOW)
+    assert (before1, before2, before_other) == (False, True, False)  # older queued commands of that device
     assert (c1["status"], c1["args"], c1["expires_at"], c2["args"]) == \
         ("queued", {}, NOW + dt.timedelta(hours=1), {"seconds": 5})
+    assert c1 == await sql_store.get_command(c1["id"])  # the row as inserted is the row as stored
+    assert await sql_store.create_command(new_imei(), "reset", {}, 10, None, NOW) is None  # not registered
     later = NOW + dt.timedelta(seconds=11)
     assert [c["id"] for c in await sql_store.queued_commands(imei, later)] == [c1["id"], c2["id"]]
     assert [c["id"] for c in await sql_store.expire_commands(later)] == [c3["id"]]
@@ -191,10 +200,19 @@ async def test_command_queue(sql_store: SqlStore) -> None:
     assert (await sql_store.get_command(c3["id"]) or {})["status"] == "expired"
     assert await sql_store.mark_command_sent(c1["id"], later)
     assert not await sql_store.mark_command_sent(c1["id"], later)
-    assert await sql_store.finish_command(other, c1["id"], True, None, later) is None  # not its command
-    done = await sql_store.finish_command(imei, c1["id"], False, "no such file", later)
-    assert done is not None and (done["status"], done["detail"], done["finished_at"]) == ("failed", "no such file", later)
-    assert await sql_store.finish_command(imei, c1["id"], True, None, later) is None  # already final
+    assert await sql_store.finish_command(other, c1["id"], True, None, later) == (None, False)  # not its command
+    assert await sql_store.finish_command(imei, str(uuid.uuid4()), True, None, later) == (None, False)
+    done, changed = await sql_store.finish_command(imei, c1["id"], False, "no such file", later)
+    assert changed and done is not None
+    assert (done["status"], done["detail"], done["finished_at"]) == ("failed", "no such file", later)
+    assert done == await sql_store.get_command(c1["id"])  # the returned row is the stored row
+    again, changed = await sql_store.finish_command(imei, c1["id"], True, None, later)  # already final
+    assert not changed and again == done
+    # nothing of imei is waiting any more (c1 finished, c2 sent, c3 expired); a queued command past its
+    # TTL that housekeeping has not marked yet does not count either
+    await sql_store.mark_command_sent(c2["id"], later)
+    await create(imei, "reset", {}, 1, None, later)
+    assert (await create(imei, "reset", {}, 10, None, later + dt.timedelta(seconds=2)))[1] is False
     assert await sql_store.get_command(str(uuid.uuid4())) is None
 
 

@@ -271,24 +271,10 @@ class SqlStore:
             return []
 
         async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
-            rows = [_row(r) for r in (await conn.execute(sa.select(alarms).where(alarms.c.id.in_(ids)))).all()]
-            file_rows = (await conn.execute(
-                sa.select(alarm_files.c.alarm_id, alarm_files.c.name,
-                          sa.func.coalesce(videos.c.complete, False).label("arrived"))
-                .select_from(alarm_files.outerjoin(videos, sa.and_(videos.c.imei == alarm_files.c.imei,
-                                                                   videos.c.name == alarm_files.c.name)))
-                .where(alarm_files.c.alarm_id.in_(ids))
-                .order_by(alarm_files.c.alarm_id, alarm_files.c.name))).all()
-            files: dict[str, list[dict[str, Any]]] = {}
-            for fr in file_rows:
-                files.setdefault(fr.alarm_id, []).append({"name": fr.name, "arrived": bool(fr.arrived)})
+            rows = _alarm_rows(await conn.execute(sa.select(alarms).where(alarms.c.id.in_(ids))))
             by_id = {r["id"]: r for r in rows}
-            out = []
-            for i in ids:
-                if i in by_id:
-                    by_id[i]["files"] = files.get(i, [])
-                    out.append(by_id[i])
-            return out
+            await _attach_files(conn, rows)
+            return [by_id[i] for i in ids if i in by_id]
         return await self._run(q, write=False)
 
     # -- video index -----------------------------------------------------------------------------
@@ -340,13 +326,23 @@ class SqlStore:
     # -- commands --------------------------------------------------------------------------------
 
     async def create_command(self, imei: str, command: str, args: dict[str, Any], ttl_s: int,
-                             created_by: str | None, now: dt.datetime) -> dict[str, Any]:
+                             created_by: str | None, now: dt.datetime) -> tuple[dict[str, Any], bool] | None:
+        """Queue a command for a registered device, in one transaction: ``(command, queued_before)``,
+        ``queued_before`` telling whether older unexpired commands of ``imei`` were waiting already;
+        None when ``imei`` is not registered. The command is the row as inserted (not read back)."""
         row = {"id": str(uuid.uuid4()), "imei": imei, "command": command, "args": args, "status": "queued",
                "created_by": created_by, "created_at": to_db(now),
                "expires_at": to_db(now + dt.timedelta(seconds=ttl_s)), "sent_at": None, "finished_at": None,
                "detail": None}
-        await self._exec(commands.insert().values(**row))
-        return (await self.get_command(row["id"]))  # type: ignore[return-value]
+
+        async def q(conn: AsyncConnection) -> tuple[dict[str, Any], bool] | None:
+            registered, queued_before = (await conn.execute(_CREATE_COMMAND_CHECK,
+                                                            {"imei": imei, "now": row["created_at"]})).one()
+            if not registered:
+                return None
+            await conn.execute(commands.insert(), row)
+            return _command_out(row), bool(queued_before)
+        return await self._run(q)
 
     async def get_command(self, command_id: str) -> dict[str, Any] | None:
         return await self._one(sa.select(commands).where(commands.c.id == command_id))
@@ -362,14 +358,26 @@ class SqlStore:
                                 .values(status="sent", sent_at=to_db(now))) > 0
 
     async def finish_command(self, imei: str, command_id: str, ok: bool, detail: str | None,
-                             now: dt.datetime) -> dict[str, Any] | None:
-        """Move a sent command of ``imei`` to succeeded/failed. None when it is not this device's, or
-        not in a state a result can finish (a repeated result changes nothing)."""
-        changed = await self._exec(
-            commands.update().where(commands.c.id == command_id, commands.c.imei == imei,
-                                    commands.c.status.in_(("sent", "queued")))
-            .values(status="succeeded" if ok else "failed", finished_at=to_db(now), detail=detail))
-        return await self.get_command(command_id) if changed else None
+                             now: dt.datetime) -> tuple[dict[str, Any] | None, bool]:
+        """Move a sent command of ``imei`` to succeeded/failed, in one transaction: ``(command, changed)``.
+        ``command`` is None when there is no such command of this device; ``changed`` is False when it
+        was not in a state a result can finish (a repeated result changes nothing)."""
+        values = {"status": "succeeded" if ok else "failed", "finished_at": to_db(now), "detail": detail}
+
+        async def q(conn: AsyncConnection) -> tuple[dict[str, Any] | None, bool]:
+            found = (await conn.execute(sa.select(commands).where(commands.c.id == command_id).with_for_update())).first()
+            if found is None or found.imei != imei:
+                return None, False
+            cmd = _row(found)
+            if cmd["status"] not in ("sent", "queued"):
+                return cmd, False
+            changed = (await conn.execute(commands.update().where(
+                commands.c.id == command_id, commands.c.status.in_(("sent", "queued"))).values(**values))).rowcount
+            if not changed:  # not reachable while the row is locked; read what is there
+                return _row((await conn.execute(sa.select(commands).where(commands.c.id == command_id))).one()), False
+            cmd.update(status=values["status"], finished_at=from_db(values["finished_at"]), detail=detail)
+            return cmd, True
+        return await self._run(q)
 
     async def expire_commands(self, now: dt.datetime) -> list[dict[str, Any]]:
         """Mark every queued command past its TTL ``expired``; returns them."""
@@ -451,10 +459,16 @@ class SqlStore:
         if before is not None:
             ts, last_id = to_db(before[0]), before[1]
             cond.append(sa.or_(alarms.c.ts < ts, sa.and_(alarms.c.ts == ts, alarms.c.id < last_id)))
-        stmt = (sa.select(alarms.c.id).where(sa.and_(sa.true(), *cond))
+        stmt = (sa.select(alarms).where(sa.and_(sa.true(), *cond))
                 .order_by(alarms.c.ts.desc(), alarms.c.id.desc()).limit(limit))
-        ids = [r["id"] for r in await self._all(stmt)]
-        return await self.get_alarms(ids)
+
+        # one keyset query for the page's rows and one for their files, on one connection (the
+        # second sees the same snapshot on MariaDB; on SQLite both run in one read transaction)
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = _alarm_rows(await conn.execute(stmt))
+            await _attach_files(conn, rows)
+            return rows
+        return await self._run(q, write=False)
 
     async def ack_alarm(self, alarm_id: str, by: str, note: str | None, now: dt.datetime) -> bool:
         """``active -> acknowledged``; False when the alarm is missing or not active (concurrency-safe:
@@ -468,6 +482,56 @@ class SqlStore:
         return await self._exec(alarms.update().where(alarms.c.id == alarm_id,
                                                       alarms.c.status.in_(("active", "acknowledged")))
                                 .values(status="cleared", cleared_by=by, cleared_at=to_db(now))) > 0
+
+
+#: before a command is queued: is the device registered, and are older unexpired commands waiting?
+_CREATE_COMMAND_CHECK = sa.select(
+    sa.exists().where(devices.c.imei == sa.bindparam("imei")),
+    sa.exists().where(commands.c.imei == sa.bindparam("imei"), commands.c.status == "queued",
+                      commands.c.expires_at > sa.bindparam("now", type_=commands.c.expires_at.type)))
+
+
+def _command_out(row: dict[str, Any]) -> dict[str, Any]:
+    """A command row as written, in the form :meth:`SqlStore.get_command` returns it."""
+    return {k: from_db(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
+
+
+#: the files of a page of alarms and whether each file's video has arrived (complete in the index)
+_ALARM_FILES = (
+    sa.select(alarm_files.c.alarm_id, alarm_files.c.name,
+              sa.func.coalesce(videos.c.complete, False).label("arrived"))
+    .select_from(alarm_files.outerjoin(videos, sa.and_(videos.c.imei == alarm_files.c.imei,
+                                                       videos.c.name == alarm_files.c.name)))
+    .where(alarm_files.c.alarm_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(alarm_files.c.alarm_id, alarm_files.c.name))
+
+
+_ALARM_TIMES = tuple(c.name for c in alarms.c if isinstance(c.type, sa.DateTime))
+
+
+def _alarm_rows(result: Any) -> list[dict[str, Any]]:
+    """:func:`_row` for a page of alarms (the time columns are known: no per-value type test)."""
+    keys = tuple(result.keys())
+    times = [k for k in _ALARM_TIMES if k in keys]
+    rows = []
+    for values in result.all():
+        row = dict(zip(keys, values))
+        for k in times:
+            if row[k] is not None:
+                row[k] = from_db(row[k])
+        rows.append(row)
+    return rows
+
+
+async def _attach_files(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Set ``files: [{name, arrived}]`` (by name) on each alarm row, with one query on ``conn``."""
+    if not rows:
+        return
+    files: dict[str, list[dict[str, Any]]] = {}
+    for alarm_id, name, arrived in (await conn.execute(_ALARM_FILES, {"ids": [r["id"] for r in rows]})).all():
+        files.setdefault(alarm_id, []).append({"name": name, "arrived": bool(arrived)})
+    for r in rows:
+        r["files"] = files.get(r["id"], [])
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
