@@ -302,7 +302,9 @@ class AdminService:
         more = len(rows) > limit
         rows = rows[:limit]
         next_key = [format_time(rows[-1]["ts"]), rows[-1]["id"]] if more else None
-        return [alarm_json(r) for r in rows], next_key
+        from .services import alarm_json as to_json  # once per page, not per alarm
+
+        return [to_json(r) for r in rows], next_key
 
     async def get_alarm(self, alarm_id: str) -> dict[str, Any]:
         alarm = await self.s.sql.get_alarm(alarm_id)
