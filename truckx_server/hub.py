@@ -87,6 +87,10 @@ class Hub:
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         #: per IMEI, how many times deliver_pending has read the queue (see :meth:`queue_reads`)
         self._queue_reads: dict[str, int] = {}
+        #: IMEIs that may have queued commands, so that a connecting device with none (nearly all of
+        #: them, in a reconnect storm) costs no queue query; marks count note_queued() calls per IMEI
+        self._maybe_queued: set[str] = set()
+        self._queued_marks: dict[str, int] = {}
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -140,6 +144,18 @@ class Hub:
             self._locks[imei] = lock
         return lock
 
+    def note_queued(self, imei: str) -> None:
+        """A command for ``imei`` is in the queue (call after it is stored)."""
+        self._maybe_queued.add(imei)
+        self._queued_marks[imei] = self._queued_marks.get(imei, 0) + 1
+
+    def load_queued(self, imeis: list[str]) -> None:
+        for imei in imeis:
+            self.note_queued(imei)
+
+    def may_have_queued(self, imei: str) -> bool:
+        return imei in self._maybe_queued
+
     def queue_reads(self, imei: str) -> int:
         """A counter that moves whenever :meth:`deliver_pending` has read the queue of ``imei``; read it
         before creating a command to pass as ``fresh_since``."""
@@ -159,7 +175,10 @@ class Hub:
         lock = self._lock(imei)
         sent = 0
         async with lock:
-            if fresh is not None and fresh_since is not None and self._queue_reads.get(imei, 0) == fresh_since:
+            full_read = not (fresh is not None and fresh_since is not None
+                             and self._queue_reads.get(imei, 0) == fresh_since)
+            marks = self._queued_marks.get(imei, 0)
+            if not full_read:
                 batch = [fresh]
             else:
                 batch = await self.store.queued_commands(imei, utcnow())
@@ -181,4 +200,7 @@ class Hub:
                     if fresh is not None and cmd is not fresh and cmd["id"] == fresh["id"]:
                         fresh.update(status="sent", sent_at=now)
                     self.events.publish("command_status", {"imei": imei, "command": command_json(cmd)})
+            if full_read and sent == len(batch) and self._queued_marks.get(imei, 0) == marks:
+                # the whole queue went out and nothing was queued meanwhile: nothing waits for imei
+                self._maybe_queued.discard(imei)
         return sent

@@ -86,6 +86,7 @@ class Services:
             await asyncio.to_thread(migrate.upgrade, self.settings.resolved_sql_url)
         await self.locations.open()
         await self._bootstrap_admin()
+        self.hub.load_queued(await self.sql.imeis_with_queued_commands())
         self.batcher.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
 
@@ -245,6 +246,7 @@ class Services:
         if created is None:
             raise NotFound(f"device {imei} is not registered")
         cmd, queued_before = created
+        self.hub.note_queued(imei)
         self.metrics.commands.labels("queued").inc()
         self.events.publish("command_status", {"imei": imei, "command": command_json(cmd)})
         if self.hub.is_online(imei):

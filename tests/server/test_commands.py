@@ -165,3 +165,31 @@ async def test_commands_racing_a_reconnect_are_delivered_once_each(server: Runni
     assert sorted(delivered) == sorted(ids)  # every command exactly once
     for cmd_id in ids:
         assert (await server.services.sql.get_command(cmd_id))["status"] == "sent"
+
+
+async def test_connecting_without_queued_commands_reads_no_queue(server: RunningServer) -> None:
+    store = server.services.hub.store
+    reads: list[str] = []
+    real = store.queued_commands
+
+    async def counting(imei, now):
+        reads.append(imei)
+        return await real(imei, now)
+
+    store.queued_commands = counting  # type: ignore[method-assign]
+    idle, busy = await server.register(), await server.register()
+    created = await server.services.send_command(busy.imei, {"command": "reset"}, "admin")
+    ws = await server.connect(idle)
+    await ws.send({"type": "ping"})
+    await ws.wait_for(lambda m: m["type"] == "pong")
+    assert reads == []
+    ws_busy = await server.connect(busy)
+    assert (await ws_busy.wait_for(lambda m: m["type"] == "command"))["id"] == created["id"]
+    assert reads == [busy.imei]
+    assert (await wait_status(server, created["id"], "sent"))["status"] == "sent"
+    # the queue is empty now: the next connect reads nothing
+    ws_busy.close()
+    ws_again = await server.connect(busy)
+    await ws_again.send({"type": "ping"})
+    await ws_again.wait_for(lambda m: m["type"] == "pong")
+    assert reads == [busy.imei]

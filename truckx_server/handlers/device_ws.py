@@ -50,8 +50,10 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         self._open = True
         self.set_nodelay(True)
         self.services.metrics.ws_connections.inc()
-        self.services.hub.register(self)  # marks last_seen; housekeeping persists it every 10 s
-        await self.services.hub.deliver_pending(self.imei)
+        hub = self.services.hub
+        hub.register(self)  # marks last_seen; housekeeping persists it every 10 s
+        if hub.may_have_queued(self.imei):
+            await hub.deliver_pending(self.imei)
 
     def on_close(self) -> None:
         if not self._open:

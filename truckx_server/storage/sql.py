@@ -347,6 +347,12 @@ class SqlStore:
     async def get_command(self, command_id: str) -> dict[str, Any] | None:
         return await self._one(sa.select(commands).where(commands.c.id == command_id))
 
+    async def imeis_with_queued_commands(self) -> list[str]:
+        async def q(conn: AsyncConnection) -> list[str]:
+            return list((await conn.execute(sa.select(commands.c.imei).where(commands.c.status == "queued")
+                                            .distinct())).scalars().all())
+        return await self._run(q, write=False)
+
     async def queued_commands(self, imei: str, now: dt.datetime) -> list[dict[str, Any]]:
         """Commands waiting for ``imei`` that have not expired, oldest first."""
         return await self._all(sa.select(commands).where(
