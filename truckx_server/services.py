@@ -87,6 +87,7 @@ class Services:
         await self.locations.open()
         await self._bootstrap_admin()
         self.hub.load_queued(await self.sql.imeis_with_queued_commands())
+        await self.sql.preload_device_auth()
         self.batcher.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
 

@@ -189,6 +189,19 @@ class SqlStore:
         self._device_auth[imei] = (now + DEVICE_AUTH_TTL_S, row)
         return row
 
+    async def preload_device_auth(self) -> int:
+        """Warm the credential cache at start: after a restart every device logs in again within
+        seconds (a reconnect storm), and each login would otherwise be a query. Returns rows loaded."""
+        async def q(conn: AsyncConnection) -> list[Any]:
+            return list((await conn.execute(
+                sa.select(devices.c.imei, devices.c.secret_hash, devices.c.enabled, devices.c.secret_version)
+                .limit(DEVICE_AUTH_CACHE_MAX // 2))).all())
+        rows = await self._run(q, write=False)
+        expires = time.monotonic() + DEVICE_AUTH_TTL_S
+        for row in rows:
+            self._device_auth[row.imei] = (expires, dict(row._mapping))
+        return len(rows)
+
     def _forget_device_auth(self, imeis: Iterable[str]) -> None:
         for imei in imeis:
             self._device_auth.pop(imei, None)
