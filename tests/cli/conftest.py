@@ -32,6 +32,7 @@ from truckx_cli.main import app as cli_app
 from truckx_server import config
 from truckx_server.app import Server
 from truckx_server.config import Secret
+from tests.conftest import Device
 from truckx_server.models import make_imei
 
 ADMIN_PASSWORD = "cli-test-admin-password"
@@ -89,13 +90,6 @@ class ServerThread:
     @property
     def ws_url(self) -> str:
         return self.url.replace("http://", "ws://") + "/api/v1/device/ws"
-
-
-@dataclass
-class Device:
-    imei: str
-    secret: str
-    token: str = ""
 
 
 @dataclass
