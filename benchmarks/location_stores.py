@@ -1,10 +1,10 @@
 """Location write throughput through the store classes, batches of 1000 points from 100 devices:
 SQLite vs MongoDB (SecantusDB started as a separate process). Not a test; run it by hand:
 
-    .venv/bin/python tests/storage/bench_locations.py
+    .venv/bin/python benchmarks/location_stores.py
 """
 import asyncio, datetime as dt, sys, tempfile, time, secrets
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from tests.backends import SecantusProcess, mongo_url
 from truckx_server.models import UTC, LocationPoint
 from truckx_server.storage.locations_sqlite import SqliteLocationStore
