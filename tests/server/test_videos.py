@@ -556,3 +556,99 @@ async def test_memory_stays_flat_for_a_64_mib_upload_and_download(server: Runnin
     print(f"\n64 MiB: upload {upload_s:.2f}s ({64 / upload_s:.0f} MiB/s), download {download_s:.2f}s "
           f"({64 / download_s:.0f} MiB/s), peak RSS growth {growth / 2**20:.1f} MiB")
     assert growth < 32 * 1024 * 1024, f"RSS grew by {growth / 2**20:.1f} MiB"
+
+
+# -- PartWriter: hashing and writing off the event loop ------------------------------------------
+
+
+async def test_part_writer_keeps_order_and_bounds_what_it_holds(tmp_path: Path) -> None:
+    from tests.conftest import new_imei
+    from truckx_server.storage import videos_fs
+
+    store = videos_fs.FsVideoStore(tmp_path)
+    imei, name, piece = new_imei(), "lanes.mp4", 300_000
+    data = os.urandom(9 * 1024 * 1024 + 12_345)
+    store.claim(imei, name)
+    writer = await store.open_part(imei, name, resume=False)
+    held = 0
+    for i in range(0, len(data), piece):
+        waiting = writer.write(data[i:i + piece])
+        held = max(held, writer._hashing.queued, writer._writing.queued)
+        if waiting is not None:
+            await waiting
+    assert await writer.close() == len(data)
+    assert writer.hexdigest() == sha(data)
+    assert store.part_path(imei, name).read_bytes() == data
+    assert held <= videos_fs.MAX_QUEUED + videos_fs.WRITE_BUFFER + piece
+
+    # a resume hashes the part again (in a thread) and appends in order
+    store.release(imei, name)
+    store.claim(imei, name)
+    writer = await store.open_part(imei, name, resume=True)
+    assert writer.size == len(data)
+    tail = os.urandom(3 * 1024 * 1024)
+    for i in range(0, len(tail), piece):
+        if (waiting := writer.write(tail[i:i + piece])) is not None:
+            await waiting
+    assert await writer.close() == len(data) + len(tail)
+    assert writer.hexdigest() == sha(data + tail)
+    assert store.part_path(imei, name).read_bytes() == data + tail
+
+
+async def test_part_writer_closed_while_bytes_are_in_flight_keeps_every_accepted_byte(tmp_path: Path) -> None:
+    """A dropped connection closes the writer while buffers are still being hashed and written."""
+    from tests.conftest import new_imei
+    from truckx_server.errors import Conflict
+    from truckx_server.storage import videos_fs
+
+    store = videos_fs.FsVideoStore(tmp_path)
+    imei, name = new_imei(), "drop.mp4"
+    data = os.urandom(6 * 1024 * 1024 + 7)
+    store.claim(imei, name)
+    writer = await store.open_part(imei, name, resume=False)
+    waiting = []  # awaited only together with the closes: as many buffers in flight as possible
+    for i in range(0, len(data), 1024 * 1024):
+        if (w := writer.write(data[i:i + 1024 * 1024])) is not None:
+            waiting.append(w)
+    sizes = await asyncio.gather(writer.close(), writer.close(), *waiting)
+    assert sizes[:2] == [len(data), len(data)]
+    assert store.part_path(imei, name).read_bytes() == data
+    assert writer.hexdigest() == sha(data)
+    with pytest.raises(Conflict):
+        writer.write(b"late")
+
+
+async def test_part_writer_reports_a_failed_write(tmp_path: Path) -> None:
+    from tests.conftest import new_imei
+    from truckx_server.storage import videos_fs
+
+    class FullDisk:
+        """The part file, refusing every write past 2 MiB."""
+
+        def __init__(self, file) -> None:  # noqa: ANN001
+            self.file, self.written = file, 0
+
+        def write(self, chunk: bytes) -> int:
+            if self.written + len(chunk) > 2 * 1024 * 1024:
+                raise OSError(28, "No space left on device")
+            self.written += len(chunk)
+            return self.file.write(chunk)
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(self.file, name)
+
+    store = videos_fs.FsVideoStore(tmp_path)
+    imei, name = new_imei(), "full.mp4"
+    store.claim(imei, name)
+    writer = await store.open_part(imei, name, resume=False)
+    writer._file = FullDisk(writer._file)  # type: ignore[assignment]
+    block = os.urandom(1024 * 1024)
+    with pytest.raises(OSError, match="No space"):
+        for _ in range(64):
+            if (waiting := writer.write(block)) is not None:
+                await waiting
+            await asyncio.sleep(0.001)
+    with pytest.raises(OSError, match="No space"):
+        await writer.close()  # the durable offset is not known: the caller must not claim one
+    assert writer.state == "closed"
+    assert await writer.close(durable=False) == writer.size  # idempotent, and no error when discarding

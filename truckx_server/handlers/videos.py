@@ -17,13 +17,15 @@ operation in ``storage/videos_fs.py``.
 
 from __future__ import annotations
 
+import copy
 import mimetypes
 import re
 import sys
-from typing import Any
+from typing import Any, Awaitable
 
 import tornado.web
-from tornado.iostream import StreamClosedError
+from tornado.http1connection import HTTP1ConnectionParameters
+from tornado.iostream import IOStream, StreamClosedError
 
 from ..errors import InvalidArgument, PayloadTooLarge, TruckxError
 from ..models import validate_file_name, validate_imei
@@ -37,6 +39,8 @@ _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 #: answers 413 with a JSON body; Tornado's own check would answer a bare 400 for chunked bodies, since
 #: it compares the *declared* chunk sizes before handing any byte over
 _CONNECTION_BODY_LIMIT = 2**62
+#: the largest piece of an upload's body Tornado hands to ``data_received`` (its default is 64 KiB)
+UPLOAD_READ_CHUNK = 1024 * 1024
 #: bytes read from disk per write to a downloading client (at most one is held per download)
 _DOWNLOAD_CHUNK = 256 * 1024
 #: A refused upload's body is read and thrown away up to this many bytes before the error is sent, so
@@ -65,6 +69,9 @@ class DeviceVideoHandler(DeviceHandler):
         #: the error this request ends with once the rest of its body is read (see LINGER_BYTES)
         self._refusal: TruckxError | None = None
         self._linger_left = 0
+        #: the stream whose read size this upload raised, and the size to put back when it ends
+        self._stream_read_size: tuple[IOStream, int] | None = None
+        self._upload_bytes = self.services.metrics.upload_bytes
 
     async def prepare(self) -> None:
         if self.request.method not in ("PUT", "PATCH"):
@@ -107,6 +114,32 @@ class DeviceVideoHandler(DeviceHandler):
         self._limit = self.services.settings.max_video_bytes
         self._writer = await self.services.begin_video_upload(self.imei, self._name, offset, length)
         self._writer.on_preempt = self._cut_off
+        self._read_in_large_pieces()
+
+    def _read_in_large_pieces(self) -> None:
+        """Have Tornado read this request's body in pieces of up to UPLOAD_READ_CHUNK instead of its
+        64 KiB default (16x fewer socket reads, loop iterations and hand-offs per byte). Only this
+        request changes: its connection gets a copy of the parameters (HTTPServer shares one object
+        between all its connections) and its stream's read size is put back when the request ends, so
+        WebSocket and other connections keep their small reads."""
+        connection = self.request.connection
+        params = getattr(connection, "params", None)
+        stream = getattr(connection, "stream", None)
+        if not isinstance(params, HTTP1ConnectionParameters) or not isinstance(stream, IOStream):
+            return
+        if params.chunk_size < UPLOAD_READ_CHUNK:
+            params = copy.copy(params)
+            params.chunk_size = UPLOAD_READ_CHUNK
+            connection.params = params  # type: ignore[union-attr]
+        if stream.read_chunk_size < UPLOAD_READ_CHUNK:
+            self._stream_read_size = (stream, stream.read_chunk_size)
+            stream.read_chunk_size = min(UPLOAD_READ_CHUNK, stream.max_buffer_size // 2)
+
+    def _restore_read_size(self) -> None:
+        if self._stream_read_size is not None:
+            stream, size = self._stream_read_size
+            self._stream_read_size = None
+            stream.read_chunk_size = size
 
     def _cut_off(self) -> None:
         """A newer request of this device for the same file took over: drop this connection (its
@@ -115,23 +148,27 @@ class DeviceVideoHandler(DeviceHandler):
         if stream is not None:
             stream.close()
 
-    async def data_received(self, chunk: bytes) -> None:
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
+        # Not a coroutine: Tornado awaits only what is returned, which is an awaitable only when the
+        # writer's threads lag behind (backpressure) or on the 413 path; every other chunk costs no task.
         writer = self._writer
         if self._finished:
-            return  # answered already; Tornado drops the rest and closes the connection
+            return None  # answered already; Tornado drops the rest and closes the connection
         if self._refusal is not None or writer is None:
             self._linger_left -= len(chunk)
             if self._linger_left < 0 and self._refusal is not None:
                 self._send_domain_error(self._refusal)  # too much to read through: answer now
-            return
-        self.services.metrics.upload_bytes.inc(len(chunk))
+            return None
+        self._upload_bytes.inc(len(chunk))
         if writer.size + len(chunk) > self._limit:
             self._writer = None
-            await self.services.abandon_video_upload(writer)
-            self._refuse(PayloadTooLarge(f"a video may have at most {self._limit} bytes"))
-            self._linger_left -= len(chunk)
-            return
-        await writer.write(chunk)
+            return self._too_large(writer, len(chunk))
+        return writer.write(chunk)
+
+    async def _too_large(self, writer: PartWriter, received: int) -> None:
+        await self.services.abandon_video_upload(writer)
+        self._refuse(PayloadTooLarge(f"a video may have at most {self._limit} bytes"))
+        self._linger_left -= received
 
     def _send_domain_error(self, exc: TruckxError) -> None:
         try:
@@ -181,9 +218,11 @@ class DeviceVideoHandler(DeviceHandler):
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
+        self._restore_read_size()
         self._put_away()
 
     def on_finish(self) -> None:
+        self._restore_read_size()
         self._put_away()
 
 

@@ -9,20 +9,25 @@ A part becomes an object by one atomic rename once it is complete and checked, s
 partial file under ``<root>/<imei>/``. Every path is built only from a validated IMEI and a validated
 file name (``models.validate_imei`` / ``models.validate_file_name``: no separators, no ``..``, never
 starting with a dot, so ``.parts`` cannot collide with a device directory), and is checked once more to
-stay under the root. Every blocking call (open, read, write, fsync, rename, stat, mkdir, unlink) runs in
-a worker thread through ``aiofiles`` / ``asyncio.to_thread``; memory per upload or download is bounded
-by one buffer (``WRITE_BUFFER`` / ``READ_CHUNK``), whatever the file size.
+stay under the root. Every blocking call (open, read, write, fsync, rename, stat, mkdir, unlink) and
+every hash of more than a chunk runs in a worker thread (``aiofiles``, ``asyncio.to_thread`` or an
+upload's lanes); memory per upload or download is bounded by a few buffers (``WRITE_BUFFER`` +
+``MAX_QUEUED`` / ``READ_CHUNK``), whatever the file size.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import ctypes
 import hashlib
 import logging
 import os
+import sys
+import threading
 from pathlib import Path
-from typing import Any, AsyncIterator, Callable, Coroutine
+from typing import Any, AsyncIterator, Awaitable, BinaryIO, Callable, Coroutine
 
 import aiofiles
 import aiofiles.os
@@ -34,10 +39,59 @@ log = logging.getLogger("truckx.videos")
 
 PARTS_DIR = ".parts"
 PART_SUFFIX = ".part"
-#: bytes gathered from the network before one write to disk (one thread hop per buffer)
+#: bytes gathered from the network before they are hashed and written (one thread hop per buffer)
 WRITE_BUFFER = 1024 * 1024
-#: bytes read from disk per chunk when hashing or serving a file
+#: bytes an upload may have queued for hashing or writing before it stops reading from the network
+MAX_QUEUED = 2 * WRITE_BUFFER
+#: bytes read from disk per chunk when serving a file
 READ_CHUNK = 256 * 1024
+#: an upload asks the kernel to start writing back its part every this many bytes (Linux), so that the
+#: fsync that makes it durable finds little left to write; 0 turns it off
+WRITEBACK_EVERY = 8 * 1024 * 1024
+_SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range's dirty pages, do not wait
+
+
+def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
+    """libc's ``sync_file_range`` (Linux only; ``os`` does not expose it), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_sync_file_range = _load_sync_file_range()
+
+
+def _hash_file(path: Path) -> tuple["hashlib._Hash", int]:
+    """(SHA-256 so far, size) of a file, read in :data:`WRITE_BUFFER` pieces (in a worker thread)."""
+    hasher = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(WRITE_BUFFER):
+            hasher.update(chunk)
+            size += len(chunk)
+    return hasher, size
+
+
+def _open_part_sync(path: Path, resume: bool) -> tuple[BinaryIO, int, "hashlib._Hash"]:
+    """In a worker thread: the part file open for appending, its size and the hash of its content."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if resume and path.exists():
+        hasher, size = _hash_file(path)
+        file: BinaryIO = open(path, "r+b")
+        try:
+            file.seek(size)
+            file.truncate(size)  # in case the file grew while we hashed it (it cannot: claimed)
+        except BaseException:
+            file.close()
+            raise
+        return file, size, hasher
+    return open(path, "wb"), 0, hashlib.sha256()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -54,14 +108,107 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class _Lane:
+    """Runs ``work(buffer)`` for the buffers put into it, one at a time and in order, on the loop's
+    default executor. A worker thread keeps taking the next buffer as long as there is one, so a busy
+    lane costs no round trip through the event loop per buffer; it is started again by the next
+    :meth:`put` once it ran dry. ``queued`` counts the bytes put in and not yet done."""
+
+    def __init__(self, work: Callable[[list[bytes]], None]) -> None:
+        self._work = work
+        self._lock = threading.Lock()
+        self._buffers: collections.deque[tuple[list[bytes], int]] = collections.deque()
+        self.queued = 0
+        #: the first error of ``work``: nothing after it is done
+        self.error: BaseException | None = None
+        self._active = False
+        self._jobs: set[asyncio.Future[None]] = set()
+        #: the loop's waiters for room: resolved (from the worker thread) once ``queued`` falls to their
+        #: bound, or the lane stops
+        self._waiters: list[tuple[asyncio.Future[None], int]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def put(self, buffer: list[bytes], nbytes: int) -> None:
+        with self._lock:
+            if self.error is not None:
+                return
+            self._buffers.append((buffer, nbytes))
+            self.queued += nbytes
+            start, self._active = not self._active, True
+        if start:
+            self._loop = loop = asyncio.get_running_loop()
+            job = loop.run_in_executor(None, self._run)
+            self._jobs.add(job)
+            job.add_done_callback(self._jobs.discard)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                if not self._buffers:
+                    self._active = False
+                    self._wake()
+                    return
+                buffer, nbytes = self._buffers[0]
+            try:
+                self._work(buffer)
+            except BaseException as exc:
+                with self._lock:
+                    self.error = exc
+                    self._buffers.clear()
+                    self.queued = 0
+                    self._active = False
+                    self._wake()
+                return
+            with self._lock:
+                self._buffers.popleft()
+                self.queued -= nbytes
+                if self._waiters:
+                    self._wake(self.queued)
+
+    def _wake(self, queued: int | None = None) -> None:
+        """(Under the lock.) Resolve the loop's waiters whose bound ``queued`` meets (all of them when
+        None: the lane stopped)."""
+        ready = [fut for fut, bound in self._waiters if queued is None or queued <= bound]
+        if ready and self._loop is not None:
+            self._waiters = [(fut, bound) for fut, bound in self._waiters if fut not in ready]
+            self._loop.call_soon_threadsafe(_resolve_all, ready)
+
+    async def wait_below(self, nbytes: int) -> None:
+        """Return once at most ``nbytes`` are queued (or the lane stopped on an error)."""
+        while True:
+            with self._lock:
+                if self.queued <= nbytes or not self._active:
+                    return
+                room = asyncio.get_running_loop().create_future()
+                self._waiters.append((room, nbytes))
+            await asyncio.wait((room,))
+
+    async def settle(self) -> None:
+        """Wait until every buffer put in is done and no worker runs. Never cancels a worker (a
+        cancelled waiter leaves it running, and a later call still waits for it)."""
+        while self._jobs:
+            await asyncio.wait(list(self._jobs))
+
+
+def _resolve_all(futures: list["asyncio.Future[None]"]) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+
+
 class PartWriter:
     """One upload in progress: appends to its part file and hashes every byte on the way.
 
-    Bytes are buffered up to :data:`WRITE_BUFFER` before each write, so a writer never holds more
-    than about one buffer of the body. ``size`` counts every accepted byte (buffered or written).
+    The event loop only gathers the body's chunks into buffers of about :data:`WRITE_BUFFER` bytes;
+    each buffer is hashed on one lane and written to the part on another (:class:`_Lane`: worker
+    threads that keep going while buffers are queued, hashlib and file writes release the GIL), so
+    hashing, writing and the loop reading the next bytes from the network all overlap. :meth:`write`
+    awaits only when a lane lags :data:`MAX_QUEUED` bytes behind, so a writer holds at most about
+    ``MAX_QUEUED + WRITE_BUFFER`` bytes of the body whatever the file size. ``size`` counts every
+    accepted byte (gathered, queued or written); :meth:`close` makes them durable.
     """
 
-    def __init__(self, store: "FsVideoStore", imei: str, name: str, path: Path, file: Any, size: int,
+    def __init__(self, store: "FsVideoStore", imei: str, name: str, path: Path, file: BinaryIO, size: int,
                  hasher: "hashlib._Hash") -> None:
         self.store = store
         self.imei = imei
@@ -72,8 +219,11 @@ class PartWriter:
         self._hasher = hasher
         self._pending: list[bytes] = []
         self._pending_bytes = 0
-        #: serialises writes with the final sync/close (a dropped connection may close concurrently)
-        self.lock = asyncio.Lock()
+        self._hashing = _Lane(self._hash_sync)
+        self._writing = _Lane(self._write_sync)
+        #: bytes written to the file (by the writing lane) and handed to the kernel's writeback
+        self._written = size
+        self._writeback_from = size
         #: "open" while bytes may arrive, "closing" while being put away, "closed" afterwards
         self.state = "open"
         self.closed = asyncio.Event()
@@ -84,48 +234,93 @@ class PartWriter:
     def key(self) -> tuple[str, str]:
         return (self.imei, self.name)
 
-    async def write(self, chunk: bytes) -> None:
+    def write(self, chunk: bytes) -> Awaitable[None] | None:
+        """Take ``chunk``. Returns None, or an awaitable to await before the next write when hashing or
+        writing lags behind (backpressure). :class:`Conflict` once the writer is closing; the error of
+        a failed write to the part once it happened."""
+        if self.state != "open":
+            raise Conflict("this upload is no longer open")
+        self._raise_lane_error()
         if not chunk:
-            return
-        async with self.lock:
-            if self.state != "open":
-                raise Conflict("this upload is no longer open")
-            self._hasher.update(chunk)
-            self.size += len(chunk)
-            self._pending.append(chunk)
-            self._pending_bytes += len(chunk)
-            if self._pending_bytes >= WRITE_BUFFER:
-                await self._drain()
+            return None
+        self.size += len(chunk)
+        self._pending.append(chunk)
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes < WRITE_BUFFER:
+            return None
+        self._send_pending()
+        if self._hashing.queued > MAX_QUEUED or self._writing.queued > MAX_QUEUED:
+            return self._catch_up()
+        return None
 
-    async def _drain(self) -> None:
+    def _send_pending(self) -> None:
         if self._pending:
-            chunks, self._pending, self._pending_bytes = self._pending, [], 0
-            await self._file.writelines(chunks)
+            buffer, nbytes = self._pending, self._pending_bytes
+            self._pending, self._pending_bytes = [], 0
+            self._hashing.put(buffer, nbytes)
+            self._writing.put(buffer, nbytes)
+
+    async def _catch_up(self) -> None:
+        await self._hashing.wait_below(MAX_QUEUED)
+        await self._writing.wait_below(MAX_QUEUED)
+        self._raise_lane_error()
+
+    def _raise_lane_error(self) -> None:
+        error = self._writing.error or self._hashing.error
+        if error is not None:
+            raise error
+
+    def _hash_sync(self, buffer: list[bytes]) -> None:
+        for chunk in buffer:
+            self._hasher.update(chunk)
+
+    def _write_sync(self, buffer: list[bytes]) -> None:
+        """In a worker thread (the writing lane): append ``buffer`` to the part."""
+        file = self._file
+        for chunk in buffer:
+            file.write(chunk)
+            self._written += len(chunk)
+        if _sync_file_range is not None and self._written - self._writeback_from >= WRITEBACK_EVERY > 0:
+            # Start the kernel's writeback of what was written so far (it returns at once): the fsync
+            # at the end then has little left to do, and an upload does not pile up dirty pages.
+            file.flush()
+            _sync_file_range(file.fileno(), self._writeback_from, self._written - self._writeback_from,
+                             _SYNC_FILE_RANGE_WRITE)
+            self._writeback_from = self._written
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
 
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()
 
     async def close(self, durable: bool = True) -> int:
-        """Write what is buffered, fsync (when ``durable``) and close the part file; returns its size,
-        the durable offset a resumed upload continues from. Idempotent."""
-        async with self.lock:
-            if self.state == "closed":
-                return self.size
-            self.state = "closing"
+        """Write what is gathered, fsync (when ``durable``) and close the part file; returns its size,
+        the durable offset a resumed upload continues from. Idempotent; a concurrent call waits for the
+        first one. Raises the error of a failed write to the part (when ``durable``)."""
+        if self.state != "open":
+            await self.closed.wait()
+        else:
+            self.state = "closing"  # from here on write() refuses
             try:
                 if durable:
-                    await self._drain()
-                    await self._file.flush()
-                    await asyncio.to_thread(os.fsync, self._file.fileno())
+                    self._send_pending()
                 else:
                     self._pending, self._pending_bytes = [], 0
+                await self._hashing.settle()
+                await self._writing.settle()
+                if durable and self._writing.error is None:
+                    await asyncio.to_thread(self._sync)
             finally:
                 try:
-                    await self._file.close()
+                    await asyncio.to_thread(self._file.close)
                 finally:
                     self.state = "closed"
                     self.closed.set()
-            return self.size
+        if durable:
+            self._raise_lane_error()
+        return self.size
 
 
 class FsVideoStore:
@@ -218,23 +413,7 @@ class FsVideoStore:
         if (imei, name) not in self._uploads:
             raise RuntimeError("open_part needs a claim")
         path = self.part_path(imei, name)
-        await aiofiles.os.makedirs(path.parent, exist_ok=True)
-        hasher = hashlib.sha256()
-        size = 0
-        if resume and await self._size(path) is not None:
-            async with aiofiles.open(path, "rb") as f:
-                while chunk := await f.read(WRITE_BUFFER):
-                    hasher.update(chunk)
-                    size += len(chunk)
-            file = await aiofiles.open(path, "r+b")
-            try:
-                await file.seek(size)
-                await file.truncate(size)  # in case the file grew while we hashed it (it cannot: claimed)
-            except BaseException:
-                await file.close()
-                raise
-        else:
-            file = await aiofiles.open(path, "wb")
+        file, size, hasher = await asyncio.to_thread(_open_part_sync, path, resume)
         writer = PartWriter(self, imei, name, path, file, size, hasher)
         self._uploads[(imei, name)] = writer
         return writer
@@ -257,10 +436,7 @@ class FsVideoStore:
 
     async def sha256(self, imei: str, name: str) -> str:
         """SHA-256 of the complete object, streamed from disk."""
-        hasher = hashlib.sha256()
-        async with aiofiles.open(self.object_path(imei, name), "rb") as f:
-            while chunk := await f.read(WRITE_BUFFER):
-                hasher.update(chunk)
+        hasher, _size = await asyncio.to_thread(_hash_file, self.object_path(imei, name))
         return hasher.hexdigest()
 
     async def iter_range(self, imei: str, name: str, start: int, end: int,
