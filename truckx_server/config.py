@@ -61,7 +61,7 @@ class Settings:
     max_json_body_bytes: int = 1024 * 1024
     #: group commit: flush after this many points or this many milliseconds, whichever first
     batch_max_points: int = 2000
-    batch_interval_ms: int = 50
+    batch_interval_ms: int = 10
     #: backpressure: sockets stop being read while this many points wait to be written
     batch_queue_points: int = 50_000
     command_ttl_s: int = 3600

@@ -45,7 +45,7 @@ class _Entry:
 
 
 class LocationBatcher:
-    def __init__(self, store: Writer, *, max_points: int = 2000, interval_ms: int = 50,
+    def __init__(self, store: Writer, *, max_points: int = 2000, interval_ms: int = 10,
                  queue_points: int = 50_000, write_timeout_s: float = 10.0,
                  on_flushed: Callable[[Sequence[LocationPoint], float], None] | None = None,
                  on_error: Callable[[BaseException], None] | None = None) -> None:
