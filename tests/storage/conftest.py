@@ -7,6 +7,7 @@ Each gets a fresh, empty store (a new file or a new database, dropped afterwards
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import AsyncIterator
 
@@ -38,16 +39,9 @@ async def location_store(request: pytest.FixtureRequest, tmp_path: Path) -> Asyn
 @pytest.fixture(params=[pytest.param("sqlite", id="sqlite"),
                         pytest.param("mariadb", id="mariadb", marks=pytest.mark.mariadb)])
 async def sql_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[SqlStore]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'truckx.db'}"
-        await asyncio.to_thread(migrate.upgrade, url)
-        store = SqlStore(url, pool_size=4, timeout_s=5)
-        try:
-            yield store
-        finally:
-            await store.close()
-        return
-    with mysql_database() as url:
+    database = (contextlib.nullcontext(f"sqlite:///{tmp_path / 'truckx.db'}") if request.param == "sqlite"
+                else mysql_database())
+    with database as url:
         await asyncio.to_thread(migrate.upgrade, url)
         store = SqlStore(url, pool_size=4, timeout_s=5)
         try:
