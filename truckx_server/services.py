@@ -12,7 +12,6 @@ import base64
 import contextlib
 import datetime as dt
 import logging
-import sys
 from typing import Any, Sequence
 
 from . import auth, migrate
@@ -431,8 +430,3 @@ def _decode_video_cursor(cursor: str) -> str:
         raise InvalidArgument("cursor is not valid")
     return validate_file_name(text[3:])
 # -- end of videos ----------------------------------------------------------------------------
-
-
-def print_once(text: str) -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
