@@ -20,8 +20,8 @@ from xml.sax.saxutils import escape, quoteattr
 from . import auth
 from .errors import Conflict, InvalidArgument, NotFound, Unauthorized
 from .hub import CLOSE_CREDENTIALS_CHANGED, CLOSE_DISABLED, CLOSE_GOING_AWAY, command_json
-from .models import (ALARM_STATUSES, ALARM_TYPES, ROLES, USERNAME_RE, LocationPoint, format_time, parse_time,
-                     utcnow, validate_imei)
+from .models import (ALARM_STATUSES, ALARM_TYPES, ROLES, USERNAME_RE, LocationPoint, alarm_json, format_time,
+                     parse_time, utcnow, validate_imei)
 
 if TYPE_CHECKING:
     from .services import Services
@@ -51,12 +51,6 @@ def device_json(row: dict[str, Any], online: bool, last_seen: dt.datetime | None
 
 def user_json(row: dict[str, Any]) -> dict[str, Any]:
     return {"username": row["username"], "role": row["role"], "created_at": format_time(row.get("created_at"))}
-
-
-def alarm_json(alarm: dict[str, Any]) -> dict[str, Any]:
-    from .services import alarm_json as to_json  # services builds AdminService: import late
-
-    return to_json(alarm)
 
 
 def _time_arg(value: str | None, name: str) -> dt.datetime | None:
@@ -302,9 +296,7 @@ class AdminService:
         more = len(rows) > limit
         rows = rows[:limit]
         next_key = [format_time(rows[-1]["ts"]), rows[-1]["id"]] if more else None
-        from .services import alarm_json as to_json  # once per page, not per alarm
-
-        return [to_json(r) for r in rows], next_key
+        return [alarm_json(r) for r in rows], next_key
 
     async def get_alarm(self, alarm_id: str) -> dict[str, Any]:
         alarm = await self.s.sql.get_alarm(alarm_id)

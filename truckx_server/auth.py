@@ -22,7 +22,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .config import Secret
-from .errors import Forbidden, Unauthorized
+from .errors import Unauthorized
 from .models import utcnow
 
 ROLE_DEVICE, ROLE_ADMIN, ROLE_VIEWER = "device", "admin", "viewer"
@@ -71,14 +71,6 @@ class TokenService:
                 version is not None and (isinstance(version, bool) or not isinstance(version, int))):
             raise Unauthorized("invalid token")
         return Principal(sub=sub, role=role, version=version)
-
-
-def require_role(principal: Principal | None, *roles: str) -> Principal:
-    if principal is None:
-        raise Unauthorized("missing bearer token")
-    if principal.role not in roles:
-        raise Forbidden(f"this call needs role {' or '.join(roles)}; the token has role {principal.role}")
-    return principal
 
 
 # -- device secrets ------------------------------------------------------------------------------

@@ -44,10 +44,6 @@ class NotFound(TruckxError):
     status, code = 404, "not_found"
 
 
-class MethodNotAllowed(TruckxError):
-    status, code = 405, "method_not_allowed"
-
-
 class Conflict(TruckxError):
     status, code = 409, "conflict"
 

@@ -237,6 +237,20 @@ def parse_alarm(body: object, now: dt.datetime) -> AlarmIn:
     )
 
 
+def alarm_json(alarm: dict[str, Any]) -> dict[str, Any]:
+    """A stored alarm (with its ``files``) as the API shows it."""
+    return {
+        "id": alarm["id"], "imei": alarm["imei"], "type": alarm["type"], "ts": format_time(alarm["ts"]),
+        "lat": alarm["lat"], "lon": alarm["lon"], "speed_kmh": alarm.get("speed_kmh"),
+        "details": alarm.get("details"), "status": alarm["status"],
+        "received_at": format_time(alarm["received_at"]),
+        "acknowledged_by": alarm.get("acknowledged_by"), "acknowledged_at": format_time(alarm.get("acknowledged_at")),
+        "ack_note": alarm.get("ack_note"),
+        "cleared_by": alarm.get("cleared_by"), "cleared_at": format_time(alarm.get("cleared_at")),
+        "files": alarm.get("files", []),
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # commands
 

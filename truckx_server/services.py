@@ -21,7 +21,8 @@ from .errors import (Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooL
 from .hub import EventBus, Hub, command_json
 from .ingest import LocationBatcher
 from .metrics import Metrics
-from .models import (AlarmIn, LocationPoint, format_time, parse_command, utcnow, validate_file_name, validate_imei)
+from .models import (AlarmIn, LocationPoint, alarm_json, format_time, parse_command, utcnow, validate_file_name,
+                     validate_imei)
 from .ratelimit import RateLimiter
 from .storage.base import LocationStore
 from .storage.sql import SqlStore
@@ -38,19 +39,6 @@ def make_location_store(url: str, settings: Settings) -> LocationStore:
         from .storage.locations_mongo import MongoLocationStore
         return MongoLocationStore(url, pool_size=settings.sql_pool_size, timeout_s=settings.store_timeout_s)
     raise ValueError(f"unsupported locations URL scheme in {url.split(':', 1)[0]!r}")
-
-
-def alarm_json(alarm: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": alarm["id"], "imei": alarm["imei"], "type": alarm["type"], "ts": format_time(alarm["ts"]),
-        "lat": alarm["lat"], "lon": alarm["lon"], "speed_kmh": alarm.get("speed_kmh"),
-        "details": alarm.get("details"), "status": alarm["status"],
-        "received_at": format_time(alarm["received_at"]),
-        "acknowledged_by": alarm.get("acknowledged_by"), "acknowledged_at": format_time(alarm.get("acknowledged_at")),
-        "ack_note": alarm.get("ack_note"),
-        "cleared_by": alarm.get("cleared_by"), "cleared_at": format_time(alarm.get("cleared_at")),
-        "files": alarm.get("files", []),
-    }
 
 
 class Services:
