@@ -15,13 +15,13 @@ import tornado.web
 
 from . import config, logs, migrate
 from .config import Settings
-from .handlers import admin, admin_ws, device, device_ws, openapi, ops, videos
+from .handlers import alarms, commands, device_socket, devices, events, locations, openapi, ops, users, videos
 from .handlers.base import NotFoundHandler
-from .services import Services
+from .wiring import Node
 
 log = logging.getLogger("truckx")
 
-ROUTE_MODULES = [ops, openapi, device, device_ws, videos, admin, admin_ws]
+ROUTE_MODULES = [ops, openapi, devices, users, alarms, locations, commands, videos, device_socket, events]
 
 
 def routes() -> list:
@@ -31,12 +31,12 @@ def routes() -> list:
     return table
 
 
-def make_app(services: Services) -> tornado.web.Application:
-    s = services.settings
+def make_app(node: Node) -> tornado.web.Application:
+    s = node.settings
     return tornado.web.Application(
         routes(),
-        services=services,
-        metrics=services.metrics,
+        node=node,
+        metrics=node.metrics,
         log_function=logs.log_function,
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=s.max_ws_message_bytes,
@@ -51,13 +51,13 @@ class Server:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.services = Services(settings)
-        self.app = make_app(self.services)
+        self.node = Node(settings)
+        self.app = make_app(self.node)
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port: int = settings.port
 
     async def start(self, sockets: Sequence[socket.socket] | None = None) -> None:
-        await self.services.start()
+        await self.node.start()
         # The server-wide body limit must admit the largest video; each handler lowers it for itself.
         self.http = tornado.httpserver.HTTPServer(
             self.app, max_body_size=self.settings.max_video_bytes + 1, idle_connection_timeout=120,
@@ -72,23 +72,22 @@ class Server:
         WebSocket, then close the stores."""
         if self.http is not None:
             self.http.stop()
-        await self.services.flush_locations(flush_timeout_s)
-        self.services.hub.close_all()
-        self.services.admin.close()  # admin event feeds and command long-polls
+        await self.node.flush_locations(flush_timeout_s)
+        self.node.close_connections()  # device sessions, admin event feeds, command long polls
         await asyncio.sleep(0)  # let the close frames go out
         if self.http is not None:
             try:
                 await asyncio.wait_for(self.http.close_all_connections(), 5)
             except TimeoutError:
                 log.warning("shutdown: some HTTP connections did not close in time")
-        await self.services.aclose()
+        await self.node.aclose()
 
 
 async def serve(settings: Settings) -> None:
     server = Server(settings)
     await server.start()
-    if server.services.initial_admin_password:
-        print(f"truckx: created admin user 'admin' with password: {server.services.initial_admin_password}\n"
+    if server.node.initial_admin_password:
+        print(f"truckx: created admin user 'admin' with password: {server.node.initial_admin_password}\n"
               f"truckx: (also written to {settings.data_dir / 'admin-password'}, mode 0600; shown only once)",
               flush=True)
     log.info("truckx listening on http://%s:%d (data dir %s)", settings.host, server.port, settings.data_dir)

@@ -24,8 +24,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from .config import Secret
 from .errors import Unauthorized
 from .models import utcnow
+from .vocab import ROLE_ADMIN, ROLE_DEVICE, ROLE_VIEWER
 
-ROLE_DEVICE, ROLE_ADMIN, ROLE_VIEWER = "device", "admin", "viewer"
 _ALGORITHM = "HS256"
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Protocol, Sequence
 
 from .models import LocationPoint
+from .storage.retry import backoff
 
 log = logging.getLogger("truckx.ingest")
 
@@ -143,7 +144,7 @@ class LocationBatcher:
 
     async def _write_batch(self, batch: list[_Entry]) -> None:
         points = [p for e in batch for p in e.points]
-        delay = 0.05
+        delays = backoff(0.05, 2.0)
         while True:
             started = time.perf_counter()
             try:
@@ -158,10 +159,10 @@ class LocationBatcher:
                 self.degraded = True
                 if self.on_error:
                     self.on_error(exc)
+                delay = next(delays)
                 log.warning("location write of %d points failed (%s); retrying in %.2fs",
                             len(points), type(exc).__name__, delay)
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
         self.degraded = False
         elapsed = time.perf_counter() - started
         acks: dict[int, tuple[Acker, int]] = {}

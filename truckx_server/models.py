@@ -1,4 +1,5 @@
-"""Domain records and validation of inbound JSON. Pure: no I/O, no framework imports."""
+"""Shared value types and scalar validation (IMEI, file names, times, numbers). Pure: no I/O, no framework
+imports. Each resource's own parsing and JSON shape live in ``domain/<resource>.py``."""
 
 from __future__ import annotations
 
@@ -6,24 +7,15 @@ import dataclasses
 import datetime as dt
 import math
 import re
-import uuid
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .errors import InvalidArgument
 
 UTC = dt.timezone.utc
 
-ALARM_TYPES = ("VIBRATION", "OVERSPEED", "CRASH", "HARD_ACCELERATION", "HARD_BRAKE", "SHARP_TURN")
-ALARM_STATUSES = ("active", "acknowledged", "cleared")
-COMMANDS = ("reset", "set_report_interval", "request_video")
-COMMAND_STATUSES = ("queued", "sent", "succeeded", "failed", "expired")
-ROLES = ("admin", "viewer")
-
 FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 #: how far in the future a device clock may be before its timestamps are refused
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
-MAX_POINTS_PER_MESSAGE = 1000
 #: device times before this are a clock that was never set (no GPS fix yet, RTC reset), not history
 EARLIEST_DEVICE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -112,7 +104,7 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(UTC)
 
 
-def _number(obj: Mapping[str, Any], key: str, lo: float, hi: float, required: bool = True) -> float | None:
+def number(obj: Mapping[str, Any], key: str, lo: float, hi: float, required: bool = True) -> float | None:
     value = obj.get(key)
     kind = type(value)
     if (kind is float or kind is int) and lo <= value <= hi:  # fast path; NaN and inf fail the range
@@ -126,7 +118,7 @@ def _number(obj: Mapping[str, Any], key: str, lo: float, hi: float, required: bo
     raise InvalidArgument(f"{key} must be between {lo:g} and {hi:g}")
 
 
-def _device_time(obj: Mapping[str, Any], now: dt.datetime, key: str = "ts") -> dt.datetime:
+def device_time(obj: Mapping[str, Any], now: dt.datetime, key: str = "ts") -> dt.datetime:
     ts = parse_time(obj.get(key), key)
     if ts > now + MAX_CLOCK_SKEW:
         raise InvalidArgument(f"{key} is more than 5 minutes in the future")
@@ -165,27 +157,6 @@ class LocationPoint:
         return out
 
 
-def parse_point(imei: str, obj: object, now: dt.datetime) -> LocationPoint:
-    point = obj if type(obj) is dict else require_object(obj, "point")
-    return LocationPoint(
-        imei=imei,
-        ts=_device_time(point, now),
-        lat=_number(point, "lat", -90, 90),  # type: ignore[arg-type]
-        lon=_number(point, "lon", -180, 180),  # type: ignore[arg-type]
-        speed_kmh=_number(point, "speed_kmh", 0, 1000, required=False),
-        heading=_number(point, "heading", 0, 360, required=False),
-        alt_m=_number(point, "alt_m", -1000, 20000, required=False),
-        accuracy_m=_number(point, "accuracy_m", 0, 1_000_000, required=False),
-    )
-
-
-def parse_seq(msg: Mapping[str, Any]) -> int:
-    seq = msg.get("seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0 or seq > 2**63 - 1:
-        raise InvalidArgument("seq must be a non-negative integer")
-    return seq
-
-
 # ---------------------------------------------------------------------------------------------
 # alarms
 
@@ -204,79 +175,23 @@ class AlarmIn:
     client_id: bool
 
 
-def parse_alarm(body: object, now: dt.datetime) -> AlarmIn:
-    obj = require_object(body)
-    raw_id = obj.get("id")
-    if raw_id is None:
-        alarm_id, client_id = str(uuid.uuid4()), False
-    else:
-        try:
-            alarm_id, client_id = str(uuid.UUID(str(raw_id))), True
-        except ValueError:
-            raise InvalidArgument("id must be a UUID") from None
-    kind = obj.get("type")
-    if not isinstance(kind, str) or kind.upper() not in ALARM_TYPES:
-        raise InvalidArgument("type must be one of " + ", ".join(ALARM_TYPES))
-    files = obj.get("files", [])
-    if not isinstance(files, list) or len(files) > 100:
-        raise InvalidArgument("files must be a list of at most 100 file names")
-    names = tuple(dict.fromkeys(validate_file_name(f) for f in files))
-    details = obj.get("details")
-    if details is not None and not isinstance(details, dict):
-        raise InvalidArgument("details must be a JSON object")
-    return AlarmIn(
-        id=alarm_id,
-        type=kind.upper(),
-        ts=_device_time(obj, now),
-        lat=_number(obj, "lat", -90, 90),  # type: ignore[arg-type]
-        lon=_number(obj, "lon", -180, 180),  # type: ignore[arg-type]
-        speed_kmh=_number(obj, "speed_kmh", 0, 1000, required=False),
-        files=names,
-        details=details,
-        client_id=client_id,
-    )
+def parse_bool(value: str | None, name: str) -> bool | None:
+    """A query flag: true/1/yes or false/0/no; None when absent or empty."""
+    if value is None or value == "":
+        return None
+    lowered = value.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise InvalidArgument(f"{name} must be true or false")
 
 
-def alarm_json(alarm: dict[str, Any]) -> dict[str, Any]:
-    """A stored alarm (with its ``files``) as the API shows it."""
-    return {
-        "id": alarm["id"], "imei": alarm["imei"], "type": alarm["type"], "ts": format_time(alarm["ts"]),
-        "lat": alarm["lat"], "lon": alarm["lon"], "speed_kmh": alarm.get("speed_kmh"),
-        "details": alarm.get("details"), "status": alarm["status"],
-        "received_at": format_time(alarm["received_at"]),
-        "acknowledged_by": alarm.get("acknowledged_by"), "acknowledged_at": format_time(alarm.get("acknowledged_at")),
-        "ack_note": alarm.get("ack_note"),
-        "cleared_by": alarm.get("cleared_by"), "cleared_at": format_time(alarm.get("cleared_at")),
-        "files": alarm.get("files", []),
-    }
+def time_arg(value: str | None, name: str) -> dt.datetime | None:
+    """An optional RFC 3339 query argument."""
+    return parse_time(value, name) if value else None
 
 
-# ---------------------------------------------------------------------------------------------
-# commands
-
-
-def parse_command(body: object, default_ttl_s: int) -> tuple[str, dict[str, Any], int]:
-    obj = require_object(body)
-    name = obj.get("command")
-    if name not in COMMANDS:
-        raise InvalidArgument("command must be one of " + ", ".join(COMMANDS))
-    args = obj.get("args") or {}
-    if not isinstance(args, dict):
-        raise InvalidArgument("args must be a JSON object")
-    if name == "set_report_interval":
-        seconds = args.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 86400:
-            raise InvalidArgument("set_report_interval needs args.seconds, an integer from 1 to 86400")
-        args = {"seconds": seconds}
-    elif name == "request_video":
-        start = parse_time(args.get("from"), "args.from")
-        end = parse_time(args.get("to"), "args.to")
-        if end <= start:
-            raise InvalidArgument("args.to must be after args.from")
-        args = {"from": format_time(start), "to": format_time(end)}
-    else:
-        args = {}
-    ttl = obj.get("ttl_s", default_ttl_s)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 30 * 86400:
-        raise InvalidArgument("ttl_s must be an integer from 1 to 2592000")
-    return name, args, ttl
+def imei_list(values: Sequence[str]) -> list[str]:
+    """Repeatable IMEI arguments, validated, without repeats."""
+    return list(dict.fromkeys(validate_imei(v) for v in values))

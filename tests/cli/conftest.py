@@ -32,7 +32,7 @@ from truckx_cli.main import app as cli_app
 from truckx_server import config
 from truckx_server.app import Server
 from truckx_server.config import Secret
-from tests.conftest import Device
+from tests.support import Device
 from truckx_server.models import make_imei
 
 ADMIN_PASSWORD = "cli-test-admin-password"

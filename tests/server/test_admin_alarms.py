@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Device, RunningServer
-from tests.server.test_admin_support import api, make_user, report_alarm  # noqa: F401
-from truckx_server.models import ALARM_TYPES, format_time, parse_time
+from tests.support import Device, RunningServer
+from tests.server.support import make_user, report_alarm
+from truckx_server.models import format_time, parse_time
+from truckx_server.vocab import ALARM_TYPES
 
 BASE = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
 
@@ -55,10 +56,10 @@ async def fleet(api: RunningServer) -> tuple[list[Device], list[dict[str, Any]]]
                                    lat=-40.0 + (i % 9) * 10, lon=-170.0 + (i % 12) * 30, files=files)
         arrived = False
         if files and i % 4 == 0:  # complete video of its last file
-            await api.services.sql.upsert_video(dev.imei, files[-1], 1000, "0" * 64, True, BASE)
+            await api.probe.sql.videos.upsert(dev.imei, files[-1], 1000, "0" * 64, True, BASE)
             arrived = True
         elif files and i % 4 == 1:  # only partly uploaded: not arrived
-            await api.services.sql.upsert_video(dev.imei, files[0], 10, None, False, None)
+            await api.probe.sql.videos.upsert(dev.imei, files[0], 10, None, False, None)
         status = "active"
         if i % 5 == 1:
             assert (await api.http.post(f"/api/v1/admin/alarms/{alarm['id']}/ack", json={}, headers=admin)).status_code == 200

@@ -7,8 +7,8 @@ import asyncio
 import time
 import uuid
 
-from tests.conftest import RunningServer, new_imei
-from tests.server.test_admin_support import api, make_user  # noqa: F401
+from tests.support import RunningServer, new_imei
+from tests.server.support import make_user
 
 
 async def test_queued_then_sent_then_succeeded_with_wait(api: RunningServer) -> None:
@@ -100,7 +100,7 @@ async def test_command_errors(api: RunningServer) -> None:
 
 
 async def test_shutdown_releases_long_polls(server_factory) -> None:  # noqa: ANN001
-    from tests.conftest import stop_server
+    from tests.support import stop_server
 
     srv = await server_factory()
     admin = await srv.admin_headers()
@@ -110,7 +110,7 @@ async def test_shutdown_releases_long_polls(server_factory) -> None:  # noqa: AN
     poll = asyncio.create_task(srv.http.get(f"/api/v1/admin/commands/{cmd_id}", params={"wait": 60}, headers=admin))
     await asyncio.sleep(0.3)
     started = time.monotonic()
-    srv.server.services.admin.close()  # what Server.stop does before closing connections
+    srv.server.node.close_connections()  # what Server.stop does after the last flush
     r = await asyncio.wait_for(poll, 10)
     assert r.status_code == 200 and r.json()["status"] == "queued"
     assert time.monotonic() - started < 3

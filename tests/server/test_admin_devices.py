@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import tornado.httpclient
 
-from tests.conftest import RunningServer, new_imei
-from tests.server.test_admin_support import api, make_user  # noqa: F401
+from tests.support import RunningServer, new_imei
+from tests.server.support import make_user
 
 
 async def test_list_shows_online_last_seen_and_last_location(api: RunningServer) -> None:
@@ -139,6 +139,6 @@ async def test_viewer_reads_devices_but_changes_nothing(api: RunningServer) -> N
         r = await api.http.request(method, path, json=body, headers=viewer)
         assert r.status_code == 403, path
         assert r.json()["error"]["message"] == "this call needs role admin; your token has role viewer"
-    stored = await api.services.sql.get_device(dev.imei)
+    stored = await api.probe.sql.devices.get(dev.imei)
     assert stored["enabled"] and stored["name"] == "keep"
     assert await api.device_login(dev)

@@ -12,9 +12,9 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from tests.conftest import RunningServer, stop_server
-from tests.server.test_admin_support import api, events_socket, make_user, report_alarm  # noqa: F401
-from truckx_server.handlers.admin_ws import AdminEventsSocket
+from tests.support import RunningServer, stop_server
+from tests.server.support import events_socket, make_user, report_alarm
+from truckx_server.handlers.events import EventsSocket
 
 
 class Feed:
@@ -90,8 +90,8 @@ async def test_feed_carries_every_event_kind_and_filters_by_imei(api: RunningSer
         e = await only_one.wait(lambda e, s=status: e["type"] == "command_status" and e["command"]["status"] == s)
         assert e["command"]["id"] == cmd_id
 
-    api.services.events.publish("video", {"imei": one.imei, "video": {"name": "a.mp4", "complete": True}})
-    api.services.events.publish("video", {"imei": two.imei, "video": {"name": "b.mp4", "complete": True}})
+    api.probe.publish("video", {"imei": one.imei, "video": {"name": "a.mp4", "complete": True}})
+    api.probe.publish("video", {"imei": two.imei, "video": {"name": "b.mp4", "complete": True}})
     await only_one.wait(lambda e: e["type"] == "video")
 
     ws2.close()
@@ -122,18 +122,18 @@ async def test_feed_handshake_auth(api: RunningServer) -> None:
 
 
 async def test_slow_consumer_is_closed_not_buffered(api: RunningServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(AdminEventsSocket, "queue_events", 20)
+    monkeypatch.setattr(EventsSocket, "queue_events", 20)
     feed = Feed(await events_socket(api, await api.admin_headers()))
     await feed.ready()
-    assert api.services.admin.feed_count == 1
+    assert api.probe.feed_count == 1
     for i in range(200):  # published faster than any writer can drain (no await in between)
-        api.services.events.publish("video", {"imei": "350000000000000", "video": {"name": f"{i}.mp4"}})
+        api.probe.publish("video", {"imei": "350000000000000", "video": {"name": f"{i}.mp4"}})
     with pytest.raises(ConnectionError, match="4429"):
         await feed.wait(lambda e: False)
     feed.conn.close()
     assert feed.conn.close_code == 4429
-    assert api.services.admin.feed_count == 0
-    assert not api.services.events.active
+    assert api.probe.feed_count == 0
+    assert not api.probe.events_active
 
 
 async def test_shutdown_closes_every_feed(server_factory) -> None:  # noqa: ANN001

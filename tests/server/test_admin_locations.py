@@ -9,8 +9,8 @@ import io
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from tests.conftest import Device, RunningServer, new_imei
-from tests.server.test_admin_support import api, make_user  # noqa: F401
+from tests.support import Device, RunningServer, new_imei
+from tests.server.support import make_user
 from truckx_server.models import format_time
 
 BASE = dt.datetime(2026, 2, 1, tzinfo=dt.timezone.utc)

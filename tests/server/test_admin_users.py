@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import ADMIN_PASSWORD, RunningServer
-from tests.server.test_admin_support import VIEWER_PASSWORD, api, login_headers, make_user  # noqa: F401
+from tests.support import ADMIN_PASSWORD, RunningServer
+from tests.server.support import VIEWER_PASSWORD, login_headers, make_user
 
 
 async def test_create_list_login_and_delete(api: RunningServer) -> None:
@@ -17,7 +17,7 @@ async def test_create_list_login_and_delete(api: RunningServer) -> None:
     assert {(u["username"], u["role"]) for u in r.json()["items"]} == {("admin", "admin"), ("vera", "viewer")}
     r = await api.http.post("/api/v1/admin/login", json={"username": "vera", "password": VIEWER_PASSWORD})
     assert r.json()["role"] == "viewer"
-    stored = await api.services.sql.get_user("vera")
+    stored = await api.probe.sql.users.get("vera")
     assert stored["password_hash"].startswith("$argon2id$") and VIEWER_PASSWORD not in stored["password_hash"]
 
     r = await api.http.delete("/api/v1/admin/users/vera", headers=admin)
@@ -58,7 +58,7 @@ async def test_viewer_cannot_manage_users(api: RunningServer) -> None:
                                  "message": "this call needs role admin; your token has role viewer"}
     r = await api.http.delete("/api/v1/admin/users/admin", headers=viewer)
     assert r.status_code == 403
-    assert await api.services.sql.get_user("eve") is None
+    assert await api.probe.sql.users.get("eve") is None
 
 
 async def test_cannot_delete_yourself_and_one_admin_always_remains(api: RunningServer) -> None:
@@ -72,29 +72,29 @@ async def test_cannot_delete_yourself_and_one_admin_always_remains(api: RunningS
                                   api.http.delete("/api/v1/admin/users/admin", headers=second))
     assert sorted([r1.status_code, r2.status_code])[0] == 204
     assert {r1.status_code, r2.status_code} <= {204, 401, 409}
-    remaining = [u for u in await api.services.sql.list_users() if u["role"] == "admin"]
+    remaining = [u for u in await api.probe.sql.users.list() if u["role"] == "admin"]
     assert len(remaining) == 1
 
 
 async def test_last_admin_is_refused_by_the_store(api: RunningServer) -> None:
     # only reachable through a race (or a stale token), so exercise the store's guard directly
-    assert await api.services.sql.delete_user("admin") == "last_admin"
-    assert await api.services.sql.delete_user("nobody") == "missing"
+    assert await api.probe.sql.users.delete("admin") == "last_admin"
+    assert await api.probe.sql.users.delete("nobody") == "missing"
     await login_headers(api, "admin", ADMIN_PASSWORD)
 
 
 async def test_user_check_is_cached_and_a_delete_or_role_change_ends_it_at_once(api: RunningServer) -> None:
     admin = await api.admin_headers()
     viewer = await make_user(api, "rita", "viewer")
-    sql = api.services.sql
+    rows = api.probe.sql.users
     lookups: list[str] = []
-    get_user = sql.get_user
+    get_user = rows.get
 
     async def spy(username: str):  # noqa: ANN202
         lookups.append(username)
         return await get_user(username)
 
-    sql.get_user = spy
+    rows.get = spy
     try:
         for _ in range(5):
             assert (await api.http.get("/api/v1/admin/users", headers=viewer)).status_code == 200
@@ -109,4 +109,4 @@ async def test_user_check_is_cached_and_a_delete_or_role_change_ends_it_at_once(
         assert (await api.http.get("/api/v1/admin/users",
                                    headers=await login_headers(api, "rita", VIEWER_PASSWORD))).status_code == 200
     finally:
-        del sql.get_user
+        del rows.get

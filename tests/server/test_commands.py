@@ -1,13 +1,13 @@
 """Command delivery through the durable queue: online, offline, TTL, results, restarts.
 
-Commands are created through ``services.send_command`` (what the admin endpoint calls) and received by
+Commands are created through ``probe.send_command`` (what the admin endpoint calls) and received by
 a real device WebSocket."""
 
 from __future__ import annotations
 
 import asyncio
 
-from tests.conftest import RunningServer, ServerFactory
+from tests.support import RunningServer, ServerFactory
 from truckx_server.models import utcnow
 
 
@@ -15,7 +15,7 @@ async def wait_status(server: RunningServer, command_id: str, status: str, timeo
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        cmd = await server.services.sql.get_command(command_id)
+        cmd = await server.probe.sql.commands.get(command_id)
         if cmd["status"] == status or loop.time() > deadline:
             return cmd
         await asyncio.sleep(0.02)
@@ -24,7 +24,7 @@ async def wait_status(server: RunningServer, command_id: str, status: str, timeo
 async def test_online_device_gets_command_at_once_and_result_finishes_it(server: RunningServer) -> None:
     dev = await server.register()
     ws = await server.connect(dev)
-    created = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+    created = await server.probe.send_command(dev.imei, {"command": "reset"}, "admin")
     assert created["status"] == "sent" and created["sent_at"]
     frame = await ws.wait_for(lambda m: m["type"] == "command")
     assert frame == {"type": "command", "id": created["id"], "command": "reset", "args": {}}
@@ -35,13 +35,13 @@ async def test_online_device_gets_command_at_once_and_result_finishes_it(server:
     await ws.send({"type": "command_result", "id": created["id"], "ok": False})
     await ws.send({"type": "ping"})
     await ws.wait_for(lambda m: m["type"] == "pong")
-    assert (await server.services.sql.get_command(created["id"]))["status"] == "succeeded"
+    assert (await server.probe.sql.commands.get(created["id"]))["status"] == "succeeded"
 
 
 async def test_failed_result(server: RunningServer) -> None:
     dev = await server.register()
     ws = await server.connect(dev)
-    created = await server.services.send_command(dev.imei, {"command": "set_report_interval", "args": {"seconds": 30}},
+    created = await server.probe.send_command(dev.imei, {"command": "set_report_interval", "args": {"seconds": 30}},
                                                  "admin")
     frame = await ws.wait_for(lambda m: m["type"] == "command")
     assert frame["args"] == {"seconds": 30}
@@ -51,8 +51,8 @@ async def test_failed_result(server: RunningServer) -> None:
 
 async def test_command_queued_offline_arrives_on_connect_in_order(server: RunningServer) -> None:
     dev = await server.register()
-    first = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
-    second = await server.services.send_command(dev.imei, {"command": "set_report_interval", "args": {"seconds": 5}},
+    first = await server.probe.send_command(dev.imei, {"command": "reset"}, "admin")
+    second = await server.probe.send_command(dev.imei, {"command": "set_report_interval", "args": {"seconds": 5}},
                                                 "admin")
     assert first["status"] == second["status"] == "queued"
     ws = await server.connect(dev)
@@ -70,7 +70,7 @@ async def test_command_queued_offline_arrives_on_connect_in_order(server: Runnin
 
 async def test_command_past_its_ttl_is_never_delivered(server: RunningServer) -> None:
     dev = await server.register()
-    created = await server.services.send_command(dev.imei, {"command": "reset", "ttl_s": 1}, "admin")
+    created = await server.probe.send_command(dev.imei, {"command": "reset", "ttl_s": 1}, "admin")
     await asyncio.sleep(1.2)
     ws = await server.connect(dev)
     await ws.send({"type": "ping"})
@@ -84,20 +84,20 @@ async def test_command_past_its_ttl_is_never_delivered(server: RunningServer) ->
 async def test_device_cannot_finish_another_devices_command(server: RunningServer) -> None:
     a, b = await server.register(), await server.register()
     ws_a = await server.connect(a)
-    created = await server.services.send_command(a.imei, {"command": "reset"}, "admin")
+    created = await server.probe.send_command(a.imei, {"command": "reset"}, "admin")
     await ws_a.wait_for(lambda m: m["type"] == "command")
     ws_b = await server.connect(b)
     await ws_b.send({"type": "command_result", "id": created["id"], "ok": False})
     err = await ws_b.wait_for(lambda m: m["type"] == "error")
     assert err["code"] == "not_found"
-    assert (await server.services.sql.get_command(created["id"]))["status"] == "sent"
+    assert (await server.probe.sql.commands.get(created["id"]))["status"] == "sent"
 
 
 async def test_queue_survives_a_restart(server_factory: ServerFactory) -> None:
     server = await server_factory()
     dev = await server.register()
-    created = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
-    from tests.conftest import stop_server
+    created = await server.probe.send_command(dev.imei, {"command": "reset"}, "admin")
+    from tests.support import stop_server
     await stop_server(server)
     restarted = await server_factory()  # same data dir
     dev.token = await restarted.device_login(dev)
@@ -123,26 +123,26 @@ async def test_online_device_with_empty_queue_gets_it_without_a_queue_read(serve
     dev = await server.register()
     ws = await server.connect(dev)
     await _commands_until_pong(ws)  # open (and its delivery) is done
-    sql = server.services.sql
+    rows = server.probe.sql.commands
     reads: list[str] = []
-    read_queue = sql.queued_commands
+    read_queue = rows.queued
 
     async def spy(imei, now):  # noqa: ANN001, ANN202
         reads.append(imei)
         return await read_queue(imei, now)
 
-    sql.queued_commands = spy
+    rows.queued = spy
     try:
-        created = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+        created = await server.probe.send_command(dev.imei, {"command": "reset"}, "admin")
         assert created["status"] == "sent" and reads == []
-        assert (await sql.get_command(created["id"]))["status"] == "sent"
+        assert (await rows.get(created["id"]))["status"] == "sent"
         # an older command still queued (its delivery failed, say): the whole queue goes, oldest first
-        older = await sql.create_command(dev.imei, "reset", {}, 60, "admin", utcnow())
+        older = await rows.create(dev.imei, "reset", {}, 60, "admin", utcnow())
         assert older is not None
-        newer = await server.services.send_command(dev.imei, {"command": "reset"}, "admin")
+        newer = await server.probe.send_command(dev.imei, {"command": "reset"}, "admin")
         assert newer["status"] == "sent" and reads == [dev.imei]
     finally:
-        del sql.queued_commands
+        del rows.queued
     assert await _commands_until_pong(ws) == [created["id"], older[0]["id"], newer["id"]]
 
 
@@ -150,7 +150,7 @@ async def test_commands_racing_a_reconnect_are_delivered_once_each(server: Runni
     dev = await server.register()
     ws1 = await server.connect(dev)
     await _commands_until_pong(ws1)
-    send = server.services.send_command
+    send = server.probe.send_command
     results = await asyncio.gather(*(send(dev.imei, {"command": "reset"}, "admin") for _ in range(10)),
                                    server.connect(dev),
                                    *(send(dev.imei, {"command": "reset"}, "admin") for _ in range(10)))
@@ -164,21 +164,21 @@ async def test_commands_racing_a_reconnect_are_delivered_once_each(server: Runni
     delivered = got1 + got2
     assert sorted(delivered) == sorted(ids)  # every command exactly once
     for cmd_id in ids:
-        assert (await server.services.sql.get_command(cmd_id))["status"] == "sent"
+        assert (await server.probe.sql.commands.get(cmd_id))["status"] == "sent"
 
 
 async def test_connecting_without_queued_commands_reads_no_queue(server: RunningServer) -> None:
-    store = server.services.hub.store
+    store = server.probe.sql.commands
     reads: list[str] = []
-    real = store.queued_commands
+    real = store.queued
 
     async def counting(imei, now):
         reads.append(imei)
         return await real(imei, now)
 
-    store.queued_commands = counting  # type: ignore[method-assign]
+    store.queued = counting  # type: ignore[method-assign]
     idle, busy = await server.register(), await server.register()
-    created = await server.services.send_command(busy.imei, {"command": "reset"}, "admin")
+    created = await server.probe.send_command(busy.imei, {"command": "reset"}, "admin")
     ws = await server.connect(idle)
     await ws.send({"type": "ping"})
     await ws.wait_for(lambda m: m["type"] == "pong")

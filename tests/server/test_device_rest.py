@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from tests.conftest import RunningServer, new_imei
+from tests.support import RunningServer, new_imei
 
 ALARM = {"type": "crash", "ts": "2026-11-01T08:00:00Z", "lat": 48.1, "lon": 11.5, "speed_kmh": 63,
          "files": ["cam1_0800.mp4", "cam2_0800.mp4"], "details": {"g_force": 3.2}}
@@ -27,14 +27,14 @@ async def test_device_login(server: RunningServer) -> None:
         assert (r.status_code, r.json()["error"]["code"]) == (status, code), body
     r = await server.http.post("/api/v1/device/login", content=b"{nope", headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
-    await server.services.sql.update_device(dev.imei, enabled=False)
+    await server.probe.set_enabled(dev.imei, False)
     r = await server.http.post("/api/v1/device/login", json={"imei": dev.imei, "secret": dev.secret})
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
 
 
 async def test_device_secret_is_stored_hashed(server: RunningServer) -> None:
     dev = await server.register()
-    row = await server.services.sql.get_device(dev.imei)
+    row = await server.probe.sql.devices.get(dev.imei)
     assert dev.secret not in row.values() and len(row["secret_hash"]) == 64
 
 
@@ -45,7 +45,7 @@ async def test_alarm_is_stored_with_files(server: RunningServer) -> None:
     body = r.json()
     assert body["type"] == "CRASH" and body["imei"] == dev.imei and body["status"] == "active"
     assert body["files"] == [{"name": "cam1_0800.mp4", "arrived": False}, {"name": "cam2_0800.mp4", "arrived": False}]
-    stored = await server.services.sql.get_alarm(body["id"])
+    stored = await server.probe.sql.alarms.get(body["id"])
     assert stored["details"] == {"g_force": 3.2} and len(stored["files"]) == 2
 
 
@@ -69,7 +69,7 @@ async def test_bad_alarms_store_nothing(server: RunningServer) -> None:
         r = await server.http.post("/api/v1/device/alarms", json={**ALARM, "id": alarm_id, **patch},
                                    headers=bearer(dev.token))
         assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_argument", patch
-    assert await server.services.sql.get_alarm(alarm_id) is None
+    assert await server.probe.sql.alarms.get(alarm_id) is None
 
 
 async def test_alarm_imei_comes_from_the_token(server: RunningServer) -> None:
@@ -86,7 +86,7 @@ async def test_device_plane_refuses_other_roles_and_missing_tokens(server: Runni
     dev = await server.register()
     r = await server.http.post("/api/v1/admin/devices", json={"imei": new_imei()}, headers=bearer(dev.token))
     assert r.status_code == 403
-    await server.services.sql.update_device(dev.imei, enabled=False)
+    await server.probe.set_enabled(dev.imei, False)
     r = await server.http.post("/api/v1/device/alarms", json=ALARM, headers=bearer(dev.token))
     assert r.status_code == 403
 
@@ -111,7 +111,7 @@ async def test_bulk_registration_returns_each_secret_once(server: RunningServer)
     r = await server.http.post("/api/v1/admin/devices", json={"devices": [{"imei": fresh}, {"imei": imeis[0]}]},
                                headers=await server.admin_headers())
     assert r.status_code == 409
-    assert await server.services.sql.get_device(fresh) is None
+    assert await server.probe.sql.devices.get(fresh) is None
 
 
 async def test_credential_cache_follows_registration_disable_and_rotation(server: RunningServer) -> None:
@@ -120,8 +120,8 @@ async def test_credential_cache_follows_registration_disable_and_rotation(server
     assert r.status_code == 401  # unknown (and now cached as unknown)
     dev = await server.register(imei)  # registering forgets the cached miss
     assert dev.token
-    await server.services.sql.update_device(imei, enabled=False)
+    await server.probe.set_enabled(imei, False)
     r = await server.http.post("/api/v1/device/login", json={"imei": imei, "secret": dev.secret})
     assert r.status_code == 403
-    await server.services.sql.update_device(imei, enabled=True)
+    await server.probe.set_enabled(imei, True)
     assert await server.device_login(dev)

@@ -10,7 +10,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from tests.conftest import RunningServer, ServerFactory, WsClient
+from tests.support import RunningServer, ServerFactory, WsClient
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
 
@@ -24,7 +24,7 @@ def point(i: int, **extra: object) -> dict:
 
 
 async def stored(server: RunningServer, imei: str) -> list:
-    return await server.services.locations.track(imei, None, None, 100_000)
+    return await server.probe.stored_points(imei, 100_000)
 
 
 async def test_single_and_batched_locations_are_acked_after_storage(server: RunningServer) -> None:
@@ -71,7 +71,7 @@ class FailingFirstWrites:
 
 
 async def test_point_is_never_acked_before_it_is_stored(server: RunningServer) -> None:
-    batcher = server.services.batcher
+    batcher = server.probe.batcher
     failing = FailingFirstWrites(batcher.store, 3)
     batcher.store = failing
     dev = await server.register()
@@ -142,7 +142,7 @@ async def test_second_connection_replaces_the_first(server: RunningServer) -> No
     assert await first.wait_closed() == 4409
     await second.send({"type": "location", "seq": 1, **point(0)})
     await second.wait_ack(1)
-    assert server.services.hub.is_online(dev.imei)
+    assert server.probe.is_online(dev.imei)
 
 
 async def test_handshake_refuses_bad_tokens(server: RunningServer) -> None:
@@ -162,7 +162,7 @@ async def test_handshake_refuses_bad_tokens(server: RunningServer) -> None:
 
 async def test_disabled_device_cannot_connect(server: RunningServer) -> None:
     dev = await server.register()
-    await server.services.sql.update_device(dev.imei, enabled=False)
+    await server.probe.set_enabled(dev.imei, False)
     with pytest.raises(tornado.httpclient.HTTPClientError) as info:
         await server.connect(dev)
     assert info.value.code == 403
@@ -170,22 +170,22 @@ async def test_disabled_device_cannot_connect(server: RunningServer) -> None:
 
 async def test_online_offline_and_last_seen(server: RunningServer) -> None:
     dev = await server.register()
-    hub = server.services.hub
-    assert not hub.is_online(dev.imei)
+    probe = server.probe
+    assert not probe.is_online(dev.imei)
     ws = await server.connect(dev)
-    assert hub.is_online(dev.imei)
-    connected_at = hub.last_seen[dev.imei]
+    assert probe.is_online(dev.imei)
+    connected_at = probe.last_seen(dev.imei)
     ws.close()
     for _ in range(100):
-        if not hub.is_online(dev.imei):
+        if not probe.is_online(dev.imei):
             break
         await asyncio.sleep(0.01)
-    assert not hub.is_online(dev.imei)
-    assert hub.last_seen[dev.imei] >= connected_at
+    assert not probe.is_online(dev.imei)
+    assert probe.last_seen(dev.imei) >= connected_at
     # persisted (periodically, and at shutdown)
-    await server.services.sql.touch_devices(hub.take_dirty_seen())
-    row = await server.services.sql.get_device(dev.imei)
-    assert row["last_seen"] == hub.last_seen[dev.imei]
+    await probe.save_last_seen()
+    row = await probe.sql.devices.get(dev.imei)
+    assert row["last_seen"] == probe.last_seen(dev.imei)
 
 
 class BlockedStore:
@@ -202,7 +202,7 @@ class BlockedStore:
 
 async def test_full_queue_stops_reading_instead_of_growing(server_factory: ServerFactory) -> None:
     server = await server_factory(batch_max_points=100, batch_queue_points=300, batch_interval_ms=5)
-    batcher = server.services.batcher
+    batcher = server.probe.batcher
     blocked = BlockedStore(batcher.store)
     batcher.store = blocked
     dev = await server.register()
@@ -212,7 +212,7 @@ async def test_full_queue_stops_reading_instead_of_growing(server_factory: Serve
     await asyncio.sleep(0.3)
     # one batch is held by the blocked write; the queue holds at most its bound; the rest is unread
     assert batcher.queued_points <= 300
-    assert server.services.metrics.ws_message_count("locations") < 20
+    assert server.probe.ws_message_count("locations") < 20
     blocked.release.set()
     await ws.wait_ack(20, timeout=10)
     assert len(await stored(server, dev.imei)) == 1000

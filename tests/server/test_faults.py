@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from tests.backends import Backend
-from tests.conftest import Device, RunningServer, ServerFactory, WsClient
+from tests.support import Device, RunningServer, ServerFactory, WsClient
 from truckx_server.models import UTC
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.mongo, pytest.mark.slow]
@@ -258,7 +258,7 @@ async def test_store_outage_while_devices_stream(server_factory: ServerFactory, 
     assert not any(d.unacked for d in devices), "everything is acknowledged after recovery"
 
     # -- every acknowledged point is stored, once -----------------------------------------------
-    store = server.services.locations
+    store = server.probe.location_store
     for d in devices:
         points = await store.track(d.dev.imei, None, None, 100_000)
         stored = [p.ts.isoformat().replace("+00:00", "Z") for p in points]

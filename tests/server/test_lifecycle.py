@@ -15,10 +15,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from tests.conftest import RunningServer, ServerFactory, stop_server
+from tests.support import RunningServer, ServerFactory, stop_server
 from truckx_server import config
 from truckx_server.migrate import alembic_config
-from truckx_server.storage.schema import metadata
+from truckx_server.storage.sql.schema import metadata
 
 
 async def test_first_start_generates_secrets_and_admin(server_factory: ServerFactory, tmp_path) -> None:
@@ -28,14 +28,14 @@ async def test_first_start_generates_secrets_and_admin(server_factory: ServerFac
         mode = stat.S_IMODE(os.stat(data / name).st_mode)
         assert mode == 0o600, name
     password = (data / "admin-password").read_text().strip()
-    assert server.services.initial_admin_password == password and len(password) >= 16
+    assert server.probe.initial_admin_password == password and len(password) >= 16
     r = await server.http.post("/api/v1/admin/login", json={"username": "admin", "password": password})
     assert r.status_code == 200
     secret = (data / "jwt-secret").read_text()
     await stop_server(server)
     again = await server_factory(data_dir=data, initial_admin_password=None)
     assert (data / "jwt-secret").read_text() == secret  # kept, so tokens survive restarts
-    assert again.services.initial_admin_password is None  # printed only once
+    assert again.probe.initial_admin_password is None  # printed only once
 
 
 def test_settings_from_env_and_flags(tmp_path) -> None:
@@ -69,8 +69,8 @@ async def test_shutdown_flushes_acks_then_closes_sockets(server_factory: ServerF
     ws = await server.connect(dev)
     await ws.send({"type": "location", "seq": 1, "ts": "2026-11-01T08:00:00Z", "lat": 1, "lon": 2})
     await asyncio.sleep(0.1)
-    assert server.services.batcher.queued_points == 1  # waiting for its (long) interval
-    locations = server.services.locations
+    assert server.probe.batcher.queued_points == 1  # waiting for its (long) interval
+    locations = server.probe.location_store
     await server.server.stop()
     server._stopped = True  # type: ignore[attr-defined]
     # the ack came before the close frame

@@ -5,8 +5,10 @@ import datetime as dt
 import pytest
 
 from truckx_server.errors import InvalidArgument
-from truckx_server.models import (format_time, is_valid_imei, make_imei, parse_alarm, parse_command, parse_point,
-                                  parse_time, validate_file_name)
+from truckx_server.domain.alarms import parse_alarm
+from truckx_server.domain.commands import parse_command
+from truckx_server.domain.locations import parse_point
+from truckx_server.models import format_time, is_valid_imei, make_imei, parse_time, validate_file_name
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 

@@ -9,8 +9,8 @@ import hashlib
 import pytest
 from openapi_spec_validator import validate
 
-from tests.conftest import RunningServer
-from tests.server.test_admin_support import (OpenApiChecker, api, implemented_methods, is_websocket,  # noqa: F401
+from tests.support import RunningServer
+from tests.server.support import (OpenApiChecker, implemented_methods, is_websocket,
                                              normalise, report_alarm, route_table)
 from truckx_server import openapi
 

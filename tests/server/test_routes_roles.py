@@ -15,8 +15,8 @@ import uuid
 
 import httpx
 
-from tests.conftest import RunningServer, new_imei
-from tests.server.test_admin_support import (HTTP_METHODS, implemented_methods, is_websocket, make_user,
+from tests.support import RunningServer, new_imei
+from tests.server.support import (HTTP_METHODS, implemented_methods, is_websocket, make_user,
                                              route_table)
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/v1/openapi.json"),

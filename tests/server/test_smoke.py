@@ -1,4 +1,4 @@
-from tests.conftest import RunningServer
+from tests.support import RunningServer
 
 
 async def test_healthz_and_404_are_json(server: RunningServer) -> None:
@@ -14,5 +14,5 @@ async def test_location_is_acked_and_stored(server: RunningServer) -> None:
     ws = await server.connect(dev)
     await ws.send({"type": "location", "seq": 1, "ts": "2026-01-01T00:00:00Z", "lat": 1.5, "lon": 2.5})
     await ws.wait_ack(1)
-    points = await server.services.locations.track(dev.imei, None, None, 10)
+    points = await server.probe.stored_points(dev.imei, 10)
     assert [(p.lat, p.lon) for p in points] == [(1.5, 2.5)]

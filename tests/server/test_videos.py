@@ -15,7 +15,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import Device, RunningServer, ServerFactory
+from tests.support import Device, RunningServer, ServerFactory
 
 DEVICE_URL = "/api/v1/device/videos/{}"
 
@@ -61,7 +61,7 @@ async def listing(server: RunningServer, imei: str, **params: object) -> httpx.R
 async def wait_settled(server: RunningServer, imei: str, name: str, timeout: float = 5.0) -> None:
     """Wait until the server noticed a dropped upload connection and put the part away."""
     deadline = time.monotonic() + timeout
-    while server.services.videos.is_busy(imei, name):
+    while server.probe.upload_busy(imei, name):
         assert time.monotonic() < deadline, "the dropped upload was not put away"
         await asyncio.sleep(0.01)
 
@@ -81,7 +81,7 @@ async def start_raw_upload(server: RunningServer, dev: Device, name: str, method
 async def wait_received(server: RunningServer, imei: str, name: str, size: int, timeout: float = 5.0) -> None:
     """Wait until the running upload of (imei, name) has taken ``size`` bytes from the network."""
     deadline = time.monotonic() + timeout
-    while (w := server.services.videos.active(imei, name)) is None or w.size < size:
+    while (w := server.probe.upload_writer(imei, name)) is None or w.size < size:
         assert time.monotonic() < deadline, "the server did not receive the bytes in time"
         await asyncio.sleep(0.01)
 
@@ -93,7 +93,7 @@ async def test_put_roundtrip_exact_bytes_on_disk_and_in_download(server: Running
     dev = await server.register()
     data = os.urandom(300_001)
     events: list[dict] = []
-    unsubscribe = server.services.events.subscribe(events.append)
+    unsubscribe = server.probe.subscribe(events.append)
     try:
         r = await put(server, dev, "clip-1.mp4", data, **{"X-Content-SHA256": sha(data)})
     finally:
@@ -327,7 +327,7 @@ async def test_a_new_put_supersedes_a_hanging_one_and_other_files_are_independen
     # another name, and the same name of another device, are not touched
     assert (await put(server, dev, "free.mp4", data)).status_code == 201
     assert (await put(server, other, "busy.mp4", data)).status_code == 201
-    assert server.services.videos.is_busy(dev.imei, "busy.mp4")
+    assert server.probe.upload_busy(dev.imei, "busy.mp4")
     # a new PUT of the same file starts over and wins
     r = await put(server, dev, "busy.mp4", data)
     assert r.status_code == 201 and r.json()["size"] == len(data)
@@ -399,7 +399,7 @@ async def test_devices_only_write_their_own_and_cannot_use_the_admin_path(server
 
 async def test_a_disabled_device_cannot_upload(server: RunningServer) -> None:
     dev = await server.register()
-    await server.services.sql.update_device(dev.imei, enabled=False)
+    await server.probe.set_enabled(dev.imei, False)
     r = await put(server, dev, "late.mp4", b"data")
     assert r.status_code == 403
     assert files_under(video_root(server)) == set()
@@ -489,7 +489,7 @@ async def test_listing_walks_every_item_once_with_alarm_ids(server: RunningServe
     assert v5["uploaded_at"].endswith("Z")
 
     # the alarm sees its files as arrived
-    alarm = await server.services.sql.get_alarm(alarm_id)
+    alarm = await server.probe.sql.alarms.get(alarm_id)
     assert alarm["files"] == [{"name": "v03.mp4", "arrived": True}, {"name": "v07.mp4", "arrived": True}]
 
     assert (await listing(server, dev.imei)).json()["next_cursor"] is None  # default limit 100
@@ -497,7 +497,7 @@ async def test_listing_walks_every_item_once_with_alarm_ids(server: RunningServe
         r = await listing(server, dev.imei, **bad)
         assert r.status_code == 400, bad
     assert (await listing(server, "123456789012345")).status_code == 400  # bad Luhn digit
-    from tests.conftest import new_imei
+    from tests.support import new_imei
     assert (await listing(server, new_imei())).status_code == 404
 
 
@@ -562,14 +562,13 @@ async def test_memory_stays_flat_for_a_64_mib_upload_and_download(server: Runnin
 
 
 async def test_part_writer_keeps_order_and_bounds_what_it_holds(tmp_path: Path) -> None:
-    from tests.conftest import new_imei
+    from tests.support import new_imei
     from truckx_server.storage import videos_fs
 
     store = videos_fs.FsVideoStore(tmp_path)
     imei, name, piece = new_imei(), "lanes.mp4", 300_000
     data = os.urandom(9 * 1024 * 1024 + 12_345)
-    store.claim(imei, name)
-    writer = await store.open_part(imei, name, resume=False)
+    writer = await store.open_part(store.claim(imei, name), resume=False)
     held = 0
     for i in range(0, len(data), piece):
         waiting = writer.write(data[i:i + piece])
@@ -582,9 +581,8 @@ async def test_part_writer_keeps_order_and_bounds_what_it_holds(tmp_path: Path) 
     assert held <= videos_fs.MAX_QUEUED + videos_fs.WRITE_BUFFER + piece
 
     # a resume hashes the part again (in a thread) and appends in order
-    store.release(imei, name)
-    store.claim(imei, name)
-    writer = await store.open_part(imei, name, resume=True)
+    writer.claim.release()
+    writer = await store.open_part(store.claim(imei, name), resume=True)
     assert writer.size == len(data)
     tail = os.urandom(3 * 1024 * 1024)
     for i in range(0, len(tail), piece):
@@ -597,15 +595,14 @@ async def test_part_writer_keeps_order_and_bounds_what_it_holds(tmp_path: Path) 
 
 async def test_part_writer_closed_while_bytes_are_in_flight_keeps_every_accepted_byte(tmp_path: Path) -> None:
     """A dropped connection closes the writer while buffers are still being hashed and written."""
-    from tests.conftest import new_imei
+    from tests.support import new_imei
     from truckx_server.errors import Conflict
     from truckx_server.storage import videos_fs
 
     store = videos_fs.FsVideoStore(tmp_path)
     imei, name = new_imei(), "drop.mp4"
     data = os.urandom(6 * 1024 * 1024 + 7)
-    store.claim(imei, name)
-    writer = await store.open_part(imei, name, resume=False)
+    writer = await store.open_part(store.claim(imei, name), resume=False)
     waiting = []  # awaited only together with the closes: as many buffers in flight as possible
     for i in range(0, len(data), 1024 * 1024):
         if (w := writer.write(data[i:i + 1024 * 1024])) is not None:
@@ -619,7 +616,7 @@ async def test_part_writer_closed_while_bytes_are_in_flight_keeps_every_accepted
 
 
 async def test_part_writer_reports_a_failed_write(tmp_path: Path) -> None:
-    from tests.conftest import new_imei
+    from tests.support import new_imei
     from truckx_server.storage import videos_fs
 
     class FullDisk:
@@ -639,8 +636,7 @@ async def test_part_writer_reports_a_failed_write(tmp_path: Path) -> None:
 
     store = videos_fs.FsVideoStore(tmp_path)
     imei, name = new_imei(), "full.mp4"
-    store.claim(imei, name)
-    writer = await store.open_part(imei, name, resume=False)
+    writer = await store.open_part(store.claim(imei, name), resume=False)
     writer._file = FullDisk(writer._file)  # type: ignore[assignment]
     block = os.urandom(1024 * 1024)
     with pytest.raises(OSError, match="No space"):

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.conftest import RunningServer, ServerFactory, new_imei, stop_server
+from tests.support import RunningServer, ServerFactory, new_imei, stop_server
 from truckx_sim import SimConfig, arun
 from truckx_sim.main import main as sim_main
 from truckx_sim.stats import Histogram
@@ -34,7 +34,7 @@ async def assert_stored_exactly_once(server: RunningServer, summary) -> int:  # 
     for imei, dev in summary.devices.items():
         assert dev.fatal is None, (imei, dev.fatal)
         assert dev.unacked == 0, f"{imei}: {dev.unacked} points never acknowledged"
-        stored = await server.services.locations.track(imei, None, None, 1_000_000)
+        stored = await server.probe.stored_points(imei, 1_000_000)
         stored_ts = [p.ts for p in stored]
         generated = dev.generated
         assert len(generated) == dev.points_generated > 0
@@ -61,11 +61,11 @@ async def test_fleet_survives_restart_and_reset(server_factory: ServerFactory) -
     server = await server_factory(data_dir=data_dir, port=port)
     # wait for the fleet to come back, then reset one device and change another's interval
     for _ in range(100):
-        if len(server.services.hub.sessions) == 30:
+        if server.probe.session_count == 30:
             break
         await asyncio.sleep(0.05)
-    reset_cmd = await server.services.send_command(creds[0]["imei"], {"command": "reset"}, "test")
-    interval_cmd = await server.services.send_command(
+    reset_cmd = await server.probe.send_command(creds[0]["imei"], {"command": "reset"}, "test")
+    interval_cmd = await server.probe.send_command(
         creds[1]["imei"], {"command": "set_report_interval", "args": {"seconds": 1}}, "test")
 
     summary = await asyncio.wait_for(run, 60)
@@ -75,7 +75,7 @@ async def test_fleet_survives_restart_and_reset(server_factory: ServerFactory) -
     assert out["resets"] == 1 and out["commands"] >= 2
     assert out["ack_latency_ms"]["p50"] is not None
     for cmd in (reset_cmd, interval_cmd):
-        stored = await server.services.sql.get_command(cmd["id"])
+        stored = await server.probe.sql.commands.get(cmd["id"])
         assert stored["status"] == "succeeded", stored
     assert await assert_stored_exactly_once(server, summary) == out["points_generated"]
     # every device reconnected after the restart; the reset one once more

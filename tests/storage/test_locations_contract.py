@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from tests.conftest import new_imei
+from tests.support import new_imei
 from truckx_server.models import UTC, LocationPoint
 from truckx_server.storage.base import LocationStore
 

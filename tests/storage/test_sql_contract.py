@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.conftest import new_imei
+from tests.support import new_imei
 from truckx_server.errors import Conflict
 from truckx_server.models import UTC, AlarmIn
 from truckx_server.storage.sql import SqlStore
@@ -25,7 +25,7 @@ def alarm(ts: dt.datetime = NOW, type_: str = "CRASH", lat: float = 52.123456789
 
 async def device(store: SqlStore, name: str | None = None) -> str:
     imei = new_imei()
-    await store.create_devices([{"imei": imei, "name": name, "secret_hash": "ab" * 32}], NOW)
+    await store.devices.create([{"imei": imei, "name": name, "secret_hash": "ab" * 32}], NOW)
     return imei
 
 
@@ -33,56 +33,56 @@ async def device(store: SqlStore, name: str | None = None) -> str:
 
 async def test_devices_are_created_all_or_none(sql_store: SqlStore) -> None:
     a, b = new_imei(), new_imei()
-    await sql_store.create_devices([{"imei": a, "name": "Truck \U0001F69A Zürich", "secret_hash": "00" * 32}], NOW)
-    got = await sql_store.get_device(a)
+    await sql_store.devices.create([{"imei": a, "name": "Truck \U0001F69A Zürich", "secret_hash": "00" * 32}], NOW)
+    got = await sql_store.devices.get(a)
     assert got is not None
     assert (got["name"], bool(got["enabled"]), got["created_at"], got["last_seen"]) == \
         ("Truck \U0001F69A Zürich", True, NOW, None)
     with pytest.raises(Conflict) as info:
-        await sql_store.create_devices([{"imei": b, "secret_hash": "11" * 32}, {"imei": a, "secret_hash": "11" * 32}], NOW)
+        await sql_store.devices.create([{"imei": b, "secret_hash": "11" * 32}, {"imei": a, "secret_hash": "11" * 32}], NOW)
     assert info.value.extra.get("imeis") == [a]
-    assert await sql_store.get_device(b) is None
-    assert await sql_store.get_device(new_imei()) is None
+    assert await sql_store.devices.get(b) is None
+    assert await sql_store.devices.get(new_imei()) is None
 
 
 async def test_update_touch_and_list_devices(sql_store: SqlStore) -> None:
     imeis = sorted([await device(sql_store) for _ in range(5)])
-    assert await sql_store.update_device(imeis[0], name="renamed", enabled=False)
-    assert not await sql_store.update_device(new_imei(), name="x")
-    got = await sql_store.get_device(imeis[0])
+    assert await sql_store.devices.update(imeis[0], name="renamed", enabled=False)
+    assert not await sql_store.devices.update(new_imei(), name="x")
+    got = await sql_store.devices.get(imeis[0])
     assert got is not None and got["name"] == "renamed" and not got["enabled"]
     seen = NOW + dt.timedelta(minutes=1, microseconds=7)
-    await sql_store.touch_devices({imeis[1]: seen, imeis[2]: seen})
-    assert (await sql_store.get_device(imeis[1]) or {})["last_seen"] == seen
-    page1 = await sql_store.list_devices(3)
-    page2 = await sql_store.list_devices(3, after_imei=page1[-1]["imei"])
+    await sql_store.devices.touch({imeis[1]: seen, imeis[2]: seen})
+    assert (await sql_store.devices.get(imeis[1]) or {})["last_seen"] == seen
+    page1 = await sql_store.devices.page(3)
+    page2 = await sql_store.devices.page(3, after_imei=page1[-1]["imei"])
     assert [d["imei"] for d in page1 + page2] == imeis
 
 
 # -- users ---------------------------------------------------------------------------------------
 
 async def test_users(sql_store: SqlStore) -> None:
-    assert await sql_store.count_users() == 0
-    await sql_store.create_user("admin", "h1", "admin", NOW)
-    await sql_store.create_user("viewer", "h2", "viewer", NOW)
+    assert await sql_store.users.count() == 0
+    await sql_store.users.create("admin", "h1", "admin", NOW)
+    await sql_store.users.create("viewer", "h2", "viewer", NOW)
     with pytest.raises(Conflict):
-        await sql_store.create_user("admin", "h3", "admin", NOW)
-    assert await sql_store.count_users() == 2
-    user = await sql_store.get_user("admin")
+        await sql_store.users.create("admin", "h3", "admin", NOW)
+    assert await sql_store.users.count() == 2
+    user = await sql_store.users.get("admin")
     assert user is not None and (user["password_hash"], user["role"], user["created_at"]) == ("h1", "admin", NOW)
-    assert await sql_store.get_user("ADMIN") is None  # user names compare exactly on every backend
-    assert [u["username"] for u in await sql_store.list_users()] == ["admin", "viewer"]
-    assert await sql_store.delete_user("admin") == "last_admin"
-    assert await sql_store.delete_user("nobody") == "missing"
-    assert await sql_store.delete_user("viewer") == "deleted"
+    assert await sql_store.users.get("ADMIN") is None  # user names compare exactly on every backend
+    assert [u["username"] for u in await sql_store.users.list()] == ["admin", "viewer"]
+    assert await sql_store.users.delete("admin") == "last_admin"
+    assert await sql_store.users.delete("nobody") == "missing"
+    assert await sql_store.users.delete("viewer") == "deleted"
 
 
 async def test_concurrent_deletes_keep_one_admin(sql_store: SqlStore) -> None:
     for name in ("a1", "a2", "a3"):
-        await sql_store.create_user(name, "h", "admin", NOW)
-    results = await asyncio.gather(*(sql_store.delete_user(n) for n in ("a1", "a2", "a3")))
+        await sql_store.users.create(name, "h", "admin", NOW)
+    results = await asyncio.gather(*(sql_store.users.delete(n) for n in ("a1", "a2", "a3")))
     assert sorted(results).count("deleted") == 2
-    assert len(await sql_store.list_users()) == 1
+    assert len(await sql_store.users.list()) == 1
 
 
 # -- alarms --------------------------------------------------------------------------------------
@@ -91,29 +91,29 @@ async def test_alarm_with_files_round_trips_and_retries_are_idempotent(sql_store
     imei = await device(sql_store)
     a = alarm(files=("b.mp4", "a.mp4"), details={"g": 3.5, "note": "ünïcode \U0001F4A5", "list": [1, 2]},
               id_=str(uuid.uuid4()))
-    stored, created = await sql_store.insert_alarm(imei, a, NOW)
+    stored, created = await sql_store.alarms.insert(imei, a, NOW)
     assert created
     assert (stored["imei"], stored["type"], stored["ts"], stored["lat"], stored["lon"], stored["speed_kmh"],
             stored["details"], stored["status"], stored["received_at"]) == \
         (imei, "CRASH", NOW, 52.123456789, 13.987654321, 42.5, a.details, "active", NOW)
     assert stored["files"] == [{"name": "a.mp4", "arrived": False}, {"name": "b.mp4", "arrived": False}]
-    again, created = await sql_store.insert_alarm(imei, a, NOW + dt.timedelta(seconds=5))
+    again, created = await sql_store.alarms.insert(imei, a, NOW + dt.timedelta(seconds=5))
     assert not created and again == stored
     with pytest.raises(Conflict):  # another device reusing the id
-        await sql_store.insert_alarm(await device(sql_store), a, NOW)
-    await sql_store.upsert_video(imei, "a.mp4", 10, "cd" * 32, True, NOW)
-    assert (await sql_store.get_alarm(a.id) or {})["files"][0] == {"name": "a.mp4", "arrived": True}
-    assert await sql_store.get_alarm(str(uuid.uuid4())) is None
+        await sql_store.alarms.insert(await device(sql_store), a, NOW)
+    await sql_store.videos.upsert(imei, "a.mp4", 10, "cd" * 32, True, NOW)
+    assert (await sql_store.alarms.get(a.id) or {})["files"][0] == {"name": "a.mp4", "arrived": True}
+    assert await sql_store.alarms.get(str(uuid.uuid4())) is None
 
 
 async def test_alarm_lifecycle(sql_store: SqlStore) -> None:
     imei = await device(sql_store)
-    a, _ = await sql_store.insert_alarm(imei, alarm(), NOW)
-    assert await sql_store.ack_alarm(a["id"], "ops", "seen it", NOW)
-    assert not await sql_store.ack_alarm(a["id"], "ops", None, NOW)
-    assert await sql_store.clear_alarm(a["id"], "boss", NOW + dt.timedelta(seconds=1))
-    assert not await sql_store.clear_alarm(a["id"], "boss", NOW)
-    got = await sql_store.get_alarm(a["id"])
+    a, _ = await sql_store.alarms.insert(imei, alarm(), NOW)
+    assert await sql_store.alarms.ack(a["id"], "ops", "seen it", NOW)
+    assert not await sql_store.alarms.ack(a["id"], "ops", None, NOW)
+    assert await sql_store.alarms.clear(a["id"], "boss", NOW + dt.timedelta(seconds=1))
+    assert not await sql_store.alarms.clear(a["id"], "boss", NOW)
+    got = await sql_store.alarms.get(a["id"])
     assert got is not None
     assert (got["status"], got["acknowledged_by"], got["ack_note"], got["cleared_by"], got["cleared_at"]) == \
         ("cleared", "ops", "seen it", "boss", NOW + dt.timedelta(seconds=1))
@@ -126,16 +126,16 @@ async def test_search_alarms_filters_order_and_keyset(sql_store: SqlStore) -> No
              ("c", d2, "CRASH", 2, -10.0, 179.5, ("c.mp4",)), ("d", d2, "HARD_BRAKE", 2, -10.0, -179.5, ()),
              ("e", d2, "VIBRATION", 3, 45.0, 0.0, ())]
     for key, imei, type_, minute, lat, lon, files in specs:
-        stored, _ = await sql_store.insert_alarm(
+        stored, _ = await sql_store.alarms.insert(
             imei, alarm(NOW + dt.timedelta(minutes=minute), type_, lat, lon, files), NOW)
         ids[key] = stored["id"]
-    await sql_store.upsert_video(d1, "a.mp4", 1, None, True, NOW)
-    await sql_store.upsert_video(d2, "c.mp4", 1, None, False, NOW)  # not complete yet
-    await sql_store.ack_alarm(ids["b"], "ops", None, NOW)
+    await sql_store.videos.upsert(d1, "a.mp4", 1, None, True, NOW)
+    await sql_store.videos.upsert(d2, "c.mp4", 1, None, False, NOW)  # not complete yet
+    await sql_store.alarms.ack(ids["b"], "ops", None, NOW)
 
     async def search(**kw: object) -> list[str]:
         inv = {v: k for k, v in ids.items()}
-        return [inv[a["id"]] for a in await sql_store.search_alarms(**kw)]  # type: ignore[arg-type]
+        return [inv[a["id"]] for a in await sql_store.alarms.search(**kw)]  # type: ignore[arg-type]
 
     c_d = sorted(["c", "d"], key=lambda k: ids[k], reverse=True)  # same ts: id descending
     assert await search() == ["e", *c_d, "b", "a"]
@@ -148,29 +148,29 @@ async def test_search_alarms_filters_order_and_keyset(sql_store: SqlStore) -> No
     assert await search(bbox=(20.0, 10.0, 20.0, 10.0)) == ["a"]  # boundaries are inclusive, exactly
     assert await search(has_video=True) == ["a"]
     assert await search(has_video=False) == ["e", *c_d, "b"]
-    first = await sql_store.search_alarms(limit=2)
-    rest = await sql_store.search_alarms(limit=10, before=(first[-1]["ts"], first[-1]["id"]))
+    first = await sql_store.alarms.search(limit=2)
+    rest = await sql_store.alarms.search(limit=10, before=(first[-1]["ts"], first[-1]["id"]))
     assert [a["id"] for a in first + rest] == [ids[k] for k in ["e", *c_d, "b", "a"]]
-    assert len(await sql_store.get_alarms([ids["a"], "nope", ids["e"]])) == 2
+    assert len(await sql_store.alarms.get_many([ids["a"], "nope", ids["e"]])) == 2
 
 
 # -- video index ---------------------------------------------------------------------------------
 
 async def test_video_index(sql_store: SqlStore) -> None:
     imei = await device(sql_store)
-    await sql_store.upsert_video(imei, "v1.mp4", 100, None, False, None)
-    await sql_store.upsert_video(imei, "v1.mp4", 5 * 1024**3, "ef" * 32, True, NOW)  # > 4 GiB fits
-    got = await sql_store.get_video(imei, "v1.mp4")
+    await sql_store.videos.upsert(imei, "v1.mp4", 100, None, False, None)
+    await sql_store.videos.upsert(imei, "v1.mp4", 5 * 1024**3, "ef" * 32, True, NOW)  # > 4 GiB fits
+    got = await sql_store.videos.get(imei, "v1.mp4")
     assert got is not None
     assert (got["size"], got["sha256"], bool(got["complete"]), got["uploaded_at"]) == (5 * 1024**3, "ef" * 32, True, NOW)
-    await asyncio.gather(*(sql_store.upsert_video(imei, "v2.mp4", i, None, False, None) for i in range(5)))
-    await sql_store.insert_alarm(imei, alarm(files=("v2.mp4",)), NOW)
-    listed = await sql_store.list_videos(imei, 10)
+    await asyncio.gather(*(sql_store.videos.upsert(imei, "v2.mp4", i, None, False, None) for i in range(5)))
+    await sql_store.alarms.insert(imei, alarm(files=("v2.mp4",)), NOW)
+    listed = await sql_store.videos.page(imei, 10)
     assert [(v["name"], v["alarm_ids"] != []) for v in listed] == [("v1.mp4", False), ("v2.mp4", True)]
-    assert [v["name"] for v in await sql_store.list_videos(imei, 10, after_name="v1.mp4")] == ["v2.mp4"]
-    await sql_store.delete_video(imei, "v1.mp4")
-    assert await sql_store.get_video(imei, "v1.mp4") is None
-    assert await sql_store.get_video(new_imei(), "v2.mp4") is None
+    assert [v["name"] for v in await sql_store.videos.page(imei, 10, after_name="v1.mp4")] == ["v2.mp4"]
+    await sql_store.videos.delete(imei, "v1.mp4")
+    assert await sql_store.videos.get(imei, "v1.mp4") is None
+    assert await sql_store.videos.get(new_imei(), "v2.mp4") is None
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -179,7 +179,7 @@ async def test_command_queue(sql_store: SqlStore) -> None:
     imei, other = await device(sql_store), await device(sql_store)
 
     async def create(imei: str, *args: object) -> tuple[dict, bool]:
-        created = await sql_store.create_command(imei, *args)  # type: ignore[arg-type]
+        created = await sql_store.commands.create(imei, *args)  # type: ignore[arg-type]
         assert created is not None
         return created
 
@@ -191,29 +191,29 @@ async def test_command_queue(sql_store: SqlStore) -> None:
     assert (before1, before2, before_other) == (False, True, False)  # older queued commands of that device
     assert (c1["status"], c1["args"], c1["expires_at"], c2["args"]) == \
         ("queued", {}, NOW + dt.timedelta(hours=1), {"seconds": 5})
-    assert c1 == await sql_store.get_command(c1["id"])  # the row as inserted is the row as stored
-    assert await sql_store.create_command(new_imei(), "reset", {}, 10, None, NOW) is None  # not registered
+    assert c1 == await sql_store.commands.get(c1["id"])  # the row as inserted is the row as stored
+    assert await sql_store.commands.create(new_imei(), "reset", {}, 10, None, NOW) is None  # not registered
     later = NOW + dt.timedelta(seconds=11)
-    assert [c["id"] for c in await sql_store.queued_commands(imei, later)] == [c1["id"], c2["id"]]
-    assert [c["id"] for c in await sql_store.expire_commands(later)] == [c3["id"]]
-    assert await sql_store.expire_commands(later) == []
-    assert (await sql_store.get_command(c3["id"]) or {})["status"] == "expired"
-    assert await sql_store.mark_command_sent(c1["id"], later)
-    assert not await sql_store.mark_command_sent(c1["id"], later)
-    assert await sql_store.finish_command(other, c1["id"], True, None, later) == (None, False)  # not its command
-    assert await sql_store.finish_command(imei, str(uuid.uuid4()), True, None, later) == (None, False)
-    done, changed = await sql_store.finish_command(imei, c1["id"], False, "no such file", later)
+    assert [c["id"] for c in await sql_store.commands.queued(imei, later)] == [c1["id"], c2["id"]]
+    assert [c["id"] for c in await sql_store.commands.expire(later)] == [c3["id"]]
+    assert await sql_store.commands.expire(later) == []
+    assert (await sql_store.commands.get(c3["id"]) or {})["status"] == "expired"
+    assert await sql_store.commands.mark_sent(c1["id"], later)
+    assert not await sql_store.commands.mark_sent(c1["id"], later)
+    assert await sql_store.commands.finish(other, c1["id"], True, None, later) == (None, False)  # not its command
+    assert await sql_store.commands.finish(imei, str(uuid.uuid4()), True, None, later) == (None, False)
+    done, changed = await sql_store.commands.finish(imei, c1["id"], False, "no such file", later)
     assert changed and done is not None
     assert (done["status"], done["detail"], done["finished_at"]) == ("failed", "no such file", later)
-    assert done == await sql_store.get_command(c1["id"])  # the returned row is the stored row
-    again, changed = await sql_store.finish_command(imei, c1["id"], True, None, later)  # already final
+    assert done == await sql_store.commands.get(c1["id"])  # the returned row is the stored row
+    again, changed = await sql_store.commands.finish(imei, c1["id"], True, None, later)  # already final
     assert not changed and again == done
     # nothing of imei is waiting any more (c1 finished, c2 sent, c3 expired); a queued command past its
     # TTL that housekeeping has not marked yet does not count either
-    await sql_store.mark_command_sent(c2["id"], later)
+    await sql_store.commands.mark_sent(c2["id"], later)
     await create(imei, "reset", {}, 1, None, later)
     assert (await create(imei, "reset", {}, 10, None, later + dt.timedelta(seconds=2)))[1] is False
-    assert await sql_store.get_command(str(uuid.uuid4())) is None
+    assert await sql_store.commands.get(str(uuid.uuid4())) is None
 
 
 async def test_ping(sql_store: SqlStore) -> None:

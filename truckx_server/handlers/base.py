@@ -7,7 +7,6 @@ the server-wide limit (which is as large as the largest video).
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -15,35 +14,26 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import tornado.web
 from tornado import httputil
 
+from .. import paging
 from ..auth import Principal
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
                       TruckxError, Unauthorized)
 from ..models import require_object
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from ..domain.alarms import AlarmService
+    from ..domain.commands import CommandService
+    from ..domain.devices import DeviceService
+    from ..domain.events import EventService
+    from ..domain.locations import LocationService
+    from ..domain.users import UserService
+    from ..domain.videos import VideoService
+    from ..wiring import Node
 
 log = logging.getLogger("truckx.handlers")
 
-
-def encode_cursor(key: list[Any]) -> str:
-    """An opaque pagination cursor for the last item's sort key (JSON, urlsafe base64, no padding)."""
-    raw = json.dumps(key, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(text: str | None, size: int) -> list[Any] | None:
-    """The sort key in a cursor made by :func:`encode_cursor` (a list of ``size`` scalars); a cursor
-    that is not one is ``400 invalid_argument``."""
-    if text is None or text == "":
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-    except (ValueError, TypeError):
-        raise InvalidArgument("cursor is not valid; pass next_cursor from the previous page") from None
-    if not isinstance(key, list) or len(key) != size or not all(isinstance(k, (str, int)) for k in key):
-        raise InvalidArgument("cursor is not valid; pass next_cursor from the previous page")
-    return key
+#: a path parameter in a route: anything up to the next slash; the domain validates it (400, not 404)
+P = "[^/]+"
 
 
 def bearer_token(request: httputil.HTTPServerRequest, allow_query: bool = False) -> str | None:
@@ -69,9 +59,38 @@ class ApiMixin:
     request: httputil.HTTPServerRequest
     application: tornado.web.Application
 
+    # the domain services, one typed property each (built once by wiring.Node)
     @property
-    def services(self) -> "Services":
-        return self.application.settings["services"]
+    def node(self) -> "Node":
+        return self.application.settings["node"]  # type: ignore[no-any-return]
+
+    @property
+    def devices(self) -> "DeviceService":
+        return self.node.devices
+
+    @property
+    def users(self) -> "UserService":
+        return self.node.users
+
+    @property
+    def alarms(self) -> "AlarmService":
+        return self.node.alarms
+
+    @property
+    def commands(self) -> "CommandService":
+        return self.node.commands
+
+    @property
+    def locations(self) -> "LocationService":
+        return self.node.locations
+
+    @property
+    def videos(self) -> "VideoService":
+        return self.node.videos
+
+    @property
+    def events(self) -> "EventService":
+        return self.node.events
 
     def authenticate(self, allow_query_token: bool = False) -> Principal | None:
         """Check the token against ``roles`` for this request's method; sets ``self.principal``."""
@@ -84,7 +103,7 @@ class ApiMixin:
         token = bearer_token(self.request, allow_query=allow_query_token)
         if token is None:
             raise Unauthorized("missing bearer token")
-        principal = self.services.tokens.verify(token)
+        principal = self.node.tokens.verify(token)
         if principal.role not in allowed:
             raise Forbidden(f"this call needs role {' or '.join(allowed)}; your token has role {principal.role}")
         self.principal = principal
@@ -136,7 +155,7 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
 
     def body_limit(self) -> int:
-        return self.max_body_bytes or self.services.settings.max_json_body_bytes
+        return self.max_body_bytes or self.node.settings.max_json_body_bytes
 
     async def prepare(self) -> None:
         self.authenticate()
@@ -167,6 +186,15 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
     def json_object(self) -> dict[str, Any]:
         return require_object(self.json_body())
 
+    def optional_object(self) -> dict[str, Any]:
+        """The body as a JSON object, or ``{}`` when there is no body."""
+        return self.json_object() if self._body.strip() else {}
+
+    def write_no_content(self) -> None:
+        self.set_status(204)
+        self.clear_header("Content-Type")
+        self.finish()
+
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)
         self.finish(json.dumps(obj, separators=(",", ":"), default=str))
@@ -190,13 +218,10 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
             out.extend(v.strip() for v in value.split(",") if v.strip())
         return out
 
-    def page_args(self, key_size: int, default: int = 100, maximum: int = 1000) -> tuple[int, list[Any] | None]:
-        """``limit`` (default 100, at most 1000) and the decoded ``cursor`` of a paged list."""
-        return (self.query_int("limit", default, 1, maximum),
-                decode_cursor(self.get_query_argument("cursor", None), key_size))
-
-    def write_page(self, items: list[Any], next_key: list[Any] | None) -> None:
-        self.write_json({"items": items, "next_cursor": encode_cursor(next_key) if next_key is not None else None})
+    def page_args(self) -> tuple[int, str | None]:
+        """``limit`` (default 100, at most 1000) and the opaque ``cursor`` of a paged list."""
+        return (self.query_int("limit", paging.DEFAULT_LIMIT, 1, paging.MAX_LIMIT),
+                self.get_query_argument("cursor", None) or None)
 
 
 class AdminHandler(BaseHandler):
@@ -204,10 +229,24 @@ class AdminHandler(BaseHandler):
 
     async def prepare(self) -> None:
         await super().prepare()
-        await self.services.admin.check_user(self.principal)
+        await self.users.check(self.principal)
 
     @property
     def actor(self) -> str:
+        assert self.principal is not None
+        return self.principal.sub
+
+
+class DeviceHandler(BaseHandler):
+    """A device-token call: the device must still exist and be enabled; its IMEI comes from the token."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self.principal is not None:
+            await self.devices.authenticate(self.principal)
+
+    @property
+    def imei(self) -> str:
         assert self.principal is not None
         return self.principal.sub
 

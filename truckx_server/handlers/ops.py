@@ -17,7 +17,7 @@ class ReadyHandler(BaseHandler):
     roles = {"GET": None}
 
     async def get(self) -> None:
-        stores = await self.services.readiness()
+        stores = await self.node.readiness()
         ready = all(v == "ok" for v in stores.values())
         self.write_json({"status": "ok" if ready else "unavailable", "stores": stores}, 200 if ready else 503)
 
@@ -27,7 +27,7 @@ class MetricsHandler(BaseHandler):
 
     def get(self) -> None:
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
-        self.finish(self.services.metrics.render())
+        self.finish(self.node.metrics.render())
 
 
 def routes() -> list:

@@ -11,8 +11,8 @@ Admin plane (roles admin and viewer)::
     GET       /api/v1/admin/devices/{imei}/videos          keyset-paged listing
     GET/HEAD  /api/v1/admin/devices/{imei}/videos/{name}   the bytes, streamed, with Range / ETag
 
-Handlers parse and serialise; the upload's life cycle is in ``Services`` (``*_video_*``) and every file
-operation in ``storage/videos_fs.py``.
+Handlers parse and serialise; the upload's life cycle is in ``domain/videos.py`` and every file
+operation in the video store (``storage/videos_fs.py``).
 """
 
 from __future__ import annotations
@@ -29,11 +29,9 @@ from tornado.iostream import IOStream, StreamClosedError
 
 from ..errors import InvalidArgument, PayloadTooLarge, TruckxError
 from ..models import validate_file_name, validate_imei
-from ..storage.videos_fs import PartWriter
-from .base import AdminHandler
-from .device import DeviceHandler
-
-READ = ("admin", "viewer")
+from ..storage.base import PartWriter
+from ..vocab import READ
+from .base import AdminHandler, DeviceHandler
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 #: the connection-level body limit while a video streams in: the handler counts the bytes itself and
 #: answers 413 with a JSON body; Tornado's own check would answer a bare 400 for chunked bodies, since
@@ -71,7 +69,7 @@ class DeviceVideoHandler(DeviceHandler):
         self._linger_left = 0
         #: the stream whose read size this upload raised, and the size to put back when it ends
         self._stream_read_size: tuple[IOStream, int] | None = None
-        self._upload_bytes = self.services.metrics.upload_bytes
+        self._upload_bytes = self.node.metrics.upload_bytes
 
     async def prepare(self) -> None:
         if self.request.method not in ("PUT", "PATCH"):
@@ -96,7 +94,7 @@ class DeviceVideoHandler(DeviceHandler):
         self.authenticate()
         self._name = validate_file_name(self.path_args[0] if self.path_args else "")
         if self.principal is not None:
-            await self.services.authenticate_device(self.principal)
+            await self.devices.authenticate(self.principal)
         if self.request.method == "HEAD":
             return
         headers = self.request.headers
@@ -111,8 +109,8 @@ class DeviceVideoHandler(DeviceHandler):
                 raise InvalidArgument("PATCH needs an Upload-Offset header")
             if headers.get("Upload-Complete", "?0").strip() not in ("?0", "?1"):
                 raise InvalidArgument("Upload-Complete must be ?1 or ?0")
-        self._limit = self.services.settings.max_video_bytes
-        self._writer = await self.services.begin_video_upload(self.imei, self._name, offset, length)
+        self._limit = self.videos.max_bytes
+        self._writer = await self.videos.begin(self.imei, self._name, offset, length)
         self._writer.on_preempt = self._cut_off
         self._read_in_large_pieces()
 
@@ -166,7 +164,7 @@ class DeviceVideoHandler(DeviceHandler):
         return writer.write(chunk)
 
     async def _too_large(self, writer: PartWriter, received: int) -> None:
-        await self.services.abandon_video_upload(writer)
+        await self.videos.abandon(writer)
         self._refuse(PayloadTooLarge(f"a video may have at most {self._limit} bytes"))
         self._linger_left -= received
 
@@ -189,23 +187,23 @@ class DeviceVideoHandler(DeviceHandler):
         return value.strip().lower() if value else None
 
     async def head(self, _name: str) -> None:
-        offset, complete = await self.services.video_upload_state(self.imei, self._name)
+        offset, complete = await self.videos.upload_state(self.imei, self._name)
         self.set_header("Upload-Offset", str(offset))
         if complete:
             self.set_header("Upload-Complete", "?1")
         self.finish()
 
     async def put(self, _name: str) -> None:
-        body, status = await self.services.finish_video_upload(self._take_writer(), self._expected_sha256())
+        body, status = await self.videos.finish(self._take_writer(), self._expected_sha256())
         self.write_json(body, status)
 
     async def patch(self, _name: str) -> None:
         writer = self._take_writer()
         if self.request.headers.get("Upload-Complete", "").strip() == "?1":
-            body, status = await self.services.finish_video_upload(writer, self._expected_sha256())
+            body, status = await self.videos.finish(writer, self._expected_sha256())
             self.write_json(body, status)
             return
-        offset = await self.services.pause_video_upload(writer)
+        offset = await self.videos.pause(writer)
         self.set_header("Upload-Offset", str(offset))
         self.set_status(204)
         self.finish()
@@ -214,7 +212,7 @@ class DeviceVideoHandler(DeviceHandler):
         """The request ended without finishing its upload: keep the part, durably, for a resume."""
         writer, self._writer = self._writer, None
         if writer is not None:
-            self.services.videos.spawn(self.services.suspend_video_upload(writer))
+            self.videos.put_away(writer)
 
     def on_connection_close(self) -> None:
         super().on_connection_close()
@@ -230,9 +228,7 @@ class AdminVideosHandler(AdminHandler):
     roles = {"GET": READ}
 
     async def get(self, imei: str) -> None:
-        limit = self.query_int("limit", 100, 1, 1000)
-        cursor = self.get_query_argument("cursor", None) or None
-        self.write_json(await self.services.list_videos(imei, limit, cursor))
+        self.write_json(await self.videos.list(imei, *self.page_args()))
 
 
 class RangeNotSatisfiable(TruckxError):
@@ -281,7 +277,7 @@ class AdminVideoHandler(AdminHandler):
 
     async def _serve(self, imei: str, name: str, body: bool) -> None:
         imei, name = validate_imei(imei), validate_file_name(name)
-        video = await self.services.video_object(imei, name)
+        video = await self.videos.find(imei, name)
         size, etag = video["size"], f'"{video["sha256"]}"'
         self._size = size
         self.set_header("Content-Type", mimetypes.guess_type(name)[0] or "application/octet-stream")
@@ -308,7 +304,7 @@ class AdminVideoHandler(AdminHandler):
             self.finish()
             return
         try:
-            async for chunk in self.services.videos.iter_range(imei, name, start, end, _DOWNLOAD_CHUNK):
+            async for chunk in self.videos.read(imei, name, start, end, _DOWNLOAD_CHUNK):
                 self.write(chunk)
                 await self.flush()  # wait for the socket: at most one chunk is held per download
         except StreamClosedError:

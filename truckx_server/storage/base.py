@@ -1,12 +1,28 @@
-"""Store interfaces. Each has an embedded implementation and a production one, picked by URL; one
-contract test suite (tests/storage/) runs every interface against every backend."""
+"""Store interfaces (the factory that picks an implementation by URL is in ``storage/__init__.py``). Each
+interface has an embedded implementation and a production one; one contract test suite (tests/storage/)
+runs every interface against every backend.
+
+Location times are integer microseconds since the epoch inside the stores (:func:`to_us`,
+:func:`from_us`), exact on every backend.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import AsyncIterator, Protocol, Sequence
+from typing import Any, AsyncIterator, Awaitable, Callable, Protocol, Sequence
 
-from ..models import LocationPoint
+from ..models import UTC, LocationPoint
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def to_us(value: dt.datetime) -> int:
+    delta = value - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_us(value: int) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=value)
 
 
 class LocationStore(Protocol):
@@ -31,10 +47,42 @@ class LocationStore(Protocol):
         """The newest point of every device (or of the given ones)."""
 
 
+class UploadClaim(Protocol):
+    """The right to write one video (one upload of a file at a time). A context manager: leaving the
+    ``with`` block releases it, unless :meth:`hand_over` gave it to a writer that releases it later."""
+
+    def hand_over(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def __enter__(self) -> "UploadClaim": ...
+
+    def __exit__(self, *exc: Any) -> None: ...
+
+
+class PartWriter(Protocol):
+    """One upload in progress: bytes appended to an incomplete object, hashed on the way."""
+
+    imei: str
+    name: str
+    size: int
+    claim: UploadClaim
+    #: set by the request streaming into this writer: cuts its connection off (a newer one takes over)
+    on_preempt: Callable[[], None] | None
+
+    def write(self, chunk: bytes) -> Awaitable[None] | None:
+        """Take a chunk; an awaitable to wait for before the next one when the store lags behind."""
+
+    def hexdigest(self) -> str: ...
+
+    async def close(self, durable: bool = True) -> int:
+        """Make the received bytes durable (when ``durable``); returns the size, the offset a resume
+        continues from."""
+
+
 class VideoStore(Protocol):
-    """Video objects under ``<imei>/<name>``; uploads are written to a part file that becomes visible
-    only by one rename once complete (``storage/videos_fs.py``). Every call is async: file-system work
-    runs off the event loop."""
+    """Video objects under ``<imei>/<name>``: uploads are written to an incomplete object that becomes
+    visible only once complete. Every call is async: file and network work runs off the event loop."""
 
     async def ping(self) -> None: ...
 
@@ -44,6 +92,17 @@ class VideoStore(Protocol):
     async def part_size(self, imei: str, name: str) -> int:
         """Bytes durably received of an unfinished upload (0 when there is none)."""
 
+    async def take_over(self, imei: str, name: str) -> None:
+        """Cut off an upload of (imei, name) still in progress and wait until the file is free."""
+
+    def claim(self, imei: str, name: str) -> UploadClaim:
+        """Reserve (imei, name) for one upload; :class:`~truckx_server.errors.Conflict` while another runs."""
+
+    def is_busy(self, imei: str, name: str) -> bool: ...
+
+    async def open_part(self, claim: UploadClaim, resume: bool) -> PartWriter:
+        """Open the claimed upload: empty, or (``resume``) the stored part to append to."""
+
     async def commit(self, imei: str, name: str) -> None:
         """Make the finished part visible as the object."""
 
@@ -51,7 +110,7 @@ class VideoStore(Protocol):
 
     async def sha256(self, imei: str, name: str) -> str: ...
 
-    def iter_range(self, imei: str, name: str, start: int, end: int) -> AsyncIterator[bytes]:
+    def iter_range(self, imei: str, name: str, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
         """The bytes ``start <= i < end`` of a complete object, in chunks."""
 
     async def aclose(self) -> None: ...

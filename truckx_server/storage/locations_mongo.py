@@ -48,25 +48,17 @@ from pymongo.write_concern import WriteConcern
 
 from ..errors import Unavailable
 from ..models import UTC, LocationPoint
+from .base import from_us, to_us
+from .retry import backoff
 
 log = logging.getLogger("truckx.locations.mongo")
 T = TypeVar("T")
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 _MS = dt.timedelta(milliseconds=1)
 _FIELDS = ("lat", "lon", "speed_kmh", "heading", "alt_m", "accuracy_m")
 _DUPLICATE_KEY = 11000
 #: transient: worth retrying (the driver already retried once where the operation allows it)
 _TRANSIENT = (ConnectionFailure, NetworkTimeout, ServerSelectionTimeoutError, ExecutionTimeout, WTimeoutError)
-
-
-def to_us(value: dt.datetime) -> int:
-    delta = value - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
 
 
 def _split(value: dt.datetime) -> tuple[dt.datetime, int]:
@@ -202,7 +194,7 @@ class MongoLocationStore:
 
     async def _retry(self, fn: Callable[[], Awaitable[T]], what: str, retries: int | None = None) -> T:
         retries = self.retries if retries is None else retries
-        delay = 0.1
+        delays = backoff(0.1, 1.0)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
         for attempt in range(retries + 1):
@@ -210,16 +202,15 @@ class MongoLocationStore:
                 async with asyncio.timeout(max(0.05, deadline - loop.time())):
                     return await fn()
             except (TimeoutError, *_TRANSIENT) as exc:
+                delay = next(delays)
                 if attempt == retries or loop.time() + delay >= deadline:
                     log.warning("location store unavailable during %s: %s", what, type(exc).__name__)
                     raise Unavailable("the location store is unavailable; try again") from exc
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 1.0)
             except PyMongoError as exc:
                 if exc.has_error_label("RetryableWriteError") or exc.has_error_label("TransientTransactionError"):
                     if attempt < retries:
-                        await asyncio.sleep(delay)
-                        delay = min(delay * 2, 1.0)
+                        await asyncio.sleep(next(delays))
                         continue
                     raise Unavailable("the location store is unavailable; try again") from exc
                 raise

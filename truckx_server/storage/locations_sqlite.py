@@ -16,9 +16,8 @@ from typing import Sequence
 import aiosqlite
 
 from ..errors import Unavailable
-from ..models import UTC, LocationPoint
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
+from ..models import LocationPoint
+from .base import from_us, to_us
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS locations (
@@ -39,15 +38,6 @@ ON CONFLICT(imei) DO UPDATE SET ts=excluded.ts, lat=excluded.lat, lon=excluded.l
     speed_kmh=excluded.speed_kmh, heading=excluded.heading, alt_m=excluded.alt_m, accuracy_m=excluded.accuracy_m
 WHERE excluded.ts > latest.ts
 """
-
-
-def to_us(value: dt.datetime) -> int:
-    delta = value - _EPOCH
-    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(value: int) -> dt.datetime:
-    return _EPOCH + dt.timedelta(microseconds=value)
 
 
 def _row(p: LocationPoint) -> tuple:

@@ -27,7 +27,7 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, BinaryIO, Callable, Coroutine
+from typing import Any, AsyncIterator, Awaitable, BinaryIO, Callable
 
 import aiofiles
 import aiofiles.os
@@ -208,11 +208,9 @@ class PartWriter:
     accepted byte (gathered, queued or written); :meth:`close` makes them durable.
     """
 
-    def __init__(self, store: "FsVideoStore", imei: str, name: str, path: Path, file: BinaryIO, size: int,
-                 hasher: "hashlib._Hash") -> None:
-        self.store = store
-        self.imei = imei
-        self.name = name
+    def __init__(self, claim: "FsClaim", path: Path, file: BinaryIO, size: int, hasher: "hashlib._Hash") -> None:
+        self.claim = claim
+        self.imei, self.name = claim.key
         self.path = path
         self.size = size
         self._file = file
@@ -229,10 +227,6 @@ class PartWriter:
         self.closed = asyncio.Event()
         #: set by the request that streams into this writer: cuts that request's connection off
         self.on_preempt: Callable[[], None] | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.imei, self.name)
 
     def write(self, chunk: bytes) -> Awaitable[None] | None:
         """Take ``chunk``. Returns None, or an awaitable to await before the next write when hashing or
@@ -323,6 +317,34 @@ class PartWriter:
         return self.size
 
 
+class FsClaim:
+    """The right to write (imei, name) (see :class:`~truckx_server.storage.base.UploadClaim`)."""
+
+    def __init__(self, uploads: dict[tuple[str, str], PartWriter | None], key: tuple[str, str]) -> None:
+        self._uploads = uploads
+        self.key = key
+        self.held = True
+        self._handed_over = False
+
+    def hand_over(self) -> None:
+        """The writer now owns the claim: leaving the current ``with`` block keeps it."""
+        self._handed_over = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._uploads.pop(self.key, None)
+
+    def __enter__(self) -> "FsClaim":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._handed_over:
+            self._handed_over = False
+        else:
+            self.release()
+
+
 class FsVideoStore:
     def __init__(self, root: Path) -> None:
         # resolved once at start-up, so that every path below is compared against a canonical root
@@ -330,7 +352,6 @@ class FsVideoStore:
         self.parts_root = self.root / PARTS_DIR
         #: uploads in progress, one per (imei, name): a second concurrent upload is refused
         self._uploads: dict[tuple[str, str], PartWriter | None] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
 
     async def ping(self) -> None:
         await aiofiles.os.makedirs(self.root, exist_ok=True)
@@ -371,6 +392,7 @@ class FsVideoStore:
         return await self._size(self.part_path(imei, name)) or 0
 
     def active(self, imei: str, name: str) -> PartWriter | None:
+        """The writer of an upload of (imei, name) in progress, if any."""
         return self._uploads.get((imei, name))
 
     def is_busy(self, imei: str, name: str) -> bool:
@@ -397,25 +419,23 @@ class FsVideoStore:
                 raise Conflict("another upload of this file is in progress; try again later")
             await asyncio.sleep(0.01)
 
-    def claim(self, imei: str, name: str) -> None:
+    def claim(self, imei: str, name: str) -> "FsClaim":
         """Reserve (imei, name) for one upload; :class:`Conflict` while another one runs."""
         key = (validate_imei(imei), validate_file_name(name))
         if key in self._uploads:
             raise Conflict("another upload of this file is in progress; try again later")
         self._uploads[key] = None
+        return FsClaim(self._uploads, key)
 
-    def release(self, imei: str, name: str) -> None:
-        self._uploads.pop((imei, name), None)
-
-    async def open_part(self, imei: str, name: str, resume: bool) -> PartWriter:
-        """Open the part file of a claimed (imei, name): a new, empty one, or (``resume``) the existing
-        one for appending, with the SHA-256 of its prefix recomputed by streaming it from disk."""
-        if (imei, name) not in self._uploads:
-            raise RuntimeError("open_part needs a claim")
-        path = self.part_path(imei, name)
+    async def open_part(self, claim: "FsClaim", resume: bool) -> PartWriter:
+        """Open the part file of a claimed upload: a new, empty one, or (``resume``) the existing one for
+        appending, with the SHA-256 of its prefix recomputed by streaming it from disk."""
+        if not claim.held:
+            raise RuntimeError("open_part needs a claim that is held")
+        path = self.part_path(*claim.key)
         file, size, hasher = await asyncio.to_thread(_open_part_sync, path, resume)
-        writer = PartWriter(self, imei, name, path, file, size, hasher)
-        self._uploads[(imei, name)] = writer
+        writer = PartWriter(claim, path, file, size, hasher)
+        self._uploads[claim.key] = writer
         return writer
 
     async def commit(self, imei: str, name: str) -> None:
@@ -452,16 +472,5 @@ class FsVideoStore:
                 remaining -= len(chunk)
                 yield chunk
 
-    # -- background work -------------------------------------------------------------------------
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """Run ``coro`` in the background (putting away an upload whose connection dropped), keeping a
-        reference until it ends."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
-
     async def aclose(self) -> None:
-        if self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        """Nothing to close: every upload's writer is closed by its owner (``domain/videos.py``)."""

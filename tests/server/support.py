@@ -1,10 +1,9 @@
-"""Helpers for the admin-plane tests (no tests here).
+"""Helpers for the server tests (no tests here; the ``api`` fixture is in tests/server/conftest.py).
 
 - :class:`OpenApiChecker` validates every HTTP response a test sees against the served OpenAPI
   document: the status must be documented for that operation, the media type listed, and a JSON body
   must validate against the response schema (JSON Schema 2020-12, ``$ref``s into ``components``).
-- the ``api`` fixture is the ``server`` fixture with that checker on its httpx client; it fails the
-  test at teardown if any response did not match the document.
+- users, alarms, event sockets and the routing table, as the admin-plane tests need them.
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import tornado.httpclient
 import tornado.web
 import tornado.websocket
 
-from tests.conftest import Device, RunningServer
+from tests.support import Device, RunningServer
 from truckx_server import openapi
 
 VIEWER_PASSWORD = "viewer-password-123"
@@ -103,17 +102,6 @@ def attach_checker(server: RunningServer) -> OpenApiChecker:
     server.http.event_hooks["response"].append(hook)
     server.openapi_checker = checker  # type: ignore[attr-defined]
     return checker
-
-
-@pytest.fixture
-async def api(server: RunningServer) -> AsyncIterator[RunningServer]:
-    """The server, with every response checked against the OpenAPI document."""
-    checker = attach_checker(server)
-    yield server
-    assert not checker.failures, "responses that disagree with the OpenAPI document:\n" + "\n".join(checker.failures)
-
-
-# -- helpers ---------------------------------------------------------------------------------------
 
 
 async def make_user(server: RunningServer, username: str, role: str, password: str = VIEWER_PASSWORD) -> dict[str, str]:

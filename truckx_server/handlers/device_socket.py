@@ -16,7 +16,8 @@ import tornado.web
 import tornado.websocket
 
 from ..errors import InvalidArgument, TruckxError
-from ..models import MAX_POINTS_PER_MESSAGE, parse_point, parse_seq, utcnow
+from ..domain.locations import MAX_POINTS_PER_MESSAGE, parse_point, parse_seq
+from ..models import utcnow
 from .base import ApiMixin
 
 log = logging.getLogger("truckx.ws")
@@ -34,7 +35,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     async def prepare(self) -> None:
         principal = self.authenticate(allow_query_token=True)
         assert principal is not None
-        await self.services.authenticate_device(principal)
+        await self.devices.authenticate(principal)
         self.imei = principal.sub
 
     def check_origin(self, origin: str) -> bool:
@@ -49,18 +50,17 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     async def open(self, *args: Any) -> None:
         self._open = True
         self.set_nodelay(True)
-        self.services.metrics.ws_connections.inc()
-        hub = self.services.hub
-        hub.register(self)  # marks last_seen; housekeeping persists it every 10 s
-        if hub.may_have_queued(self.imei):
-            await hub.deliver_pending(self.imei)
+        self.node.metrics.ws_connections.inc()
+        self.devices.session_opened(self)  # marks last_seen; housekeeping persists it every 10 s
+        if self.commands.may_have_queued(self.imei):
+            await self.commands.deliver(self.imei)
 
     def on_close(self) -> None:
         if not self._open:
             return
         self._open = False
-        self.services.metrics.ws_connections.dec()
-        self.services.hub.unregister(self)
+        self.node.metrics.ws_connections.dec()
+        self.devices.session_closed(self)
 
     async def send(self, message: dict[str, Any]) -> None:
         await self.write_message(json.dumps(message, separators=(",", ":")))
@@ -71,7 +71,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         try:
             self.write_message(json.dumps(message, separators=(",", ":")))
             if message.get("type") == "ack":
-                self.services.metrics.acks.inc()
+                self.node.metrics.acks.inc()
         except tornado.websocket.WebSocketClosedError:
             pass
 
@@ -80,7 +80,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         if seq is not None:
             frame["seq"] = seq
         frame.update(extra)
-        self.services.metrics.errors.labels(code).inc()
+        self.node.metrics.errors.labels(code).inc()
         self.send_nowait(frame)
 
     # -- messages --------------------------------------------------------------------------------
@@ -89,10 +89,10 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         """The hot path, synchronous: a location message is validated and queued without creating a
         task. It returns an awaitable only when Tornado must wait before reading this connection's next
         frame: the location queue is full (backpressure), or a command result is being stored."""
-        services = self.services
+        node = self.node
         now = utcnow()
-        services.hub.seen(self.imei, now)
-        count = services.metrics.ws_message_kind
+        node.hub.seen(self.imei, now)
+        count = node.metrics.ws_message_kind
         if isinstance(message, bytes):
             count("binary")
             self._error("invalid_json", "send JSON text frames, not binary")
@@ -142,11 +142,11 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             # the valid points are kept; the device learns which ones were refused
             self._error("invalid_argument", f"{len(rejected)} of {len(raw_points)} points refused", seq,
                         rejected=rejected[:100])
-        return self.services.batcher.offer(self, seq, points)
+        return self.node.batcher.offer(self, seq, points)
 
     async def _command_result(self, msg: dict[str, Any]) -> None:
         try:
-            await self.services.command_result(self.imei, msg.get("id"), msg.get("ok"), msg.get("detail"))
+            await self.commands.result(self.imei, msg.get("id"), msg.get("ok"), msg.get("detail"))
         except TruckxError as exc:
             self._error(exc.code, exc.message)
 

@@ -2,12 +2,12 @@
 
 Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log). Optional ``?imei=``
 (repeatable, or comma-separated) keeps only those devices' events. Each frame is one event from
-``services.events``: ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video", "at", "imei",
+the bus (``domain/events.py``): ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video", "at", "imei",
 ...}``.
 
 Every subscriber has a bounded queue; one writer task drains it, awaiting each write, so a slow consumer
 never grows the server's buffers: when its queue overflows, the feed is closed with 4429 (reconnect and
-re-read what was missed through the REST calls). The services close every feed on shutdown (1001).
+re-read what was missed through the REST calls). Every feed is closed on shutdown (1001).
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ import tornado.web
 import tornado.websocket
 
 from ..models import validate_imei
+from ..vocab import CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
 
 log = logging.getLogger("truckx.events")
 
-READ = ("admin", "viewer")
 QUEUE_EVENTS = 1000
-CLOSE_TOO_SLOW = 4429
 
 
-class AdminEventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
+class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     roles = {"GET": READ}
     #: events buffered per subscriber before it is closed as too slow
     queue_events = QUEUE_EVENTS
@@ -47,7 +46,7 @@ class AdminEventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         self.authenticate(allow_query_token=True)
-        await self.services.admin.check_user(self.principal)
+        await self.users.check(self.principal)
         wanted: list[str] = []
         for value in self.get_query_arguments("imei"):
             wanted.extend(v.strip() for v in value.split(",") if v.strip())
@@ -60,9 +59,8 @@ class AdminEventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
-        self._unsubscribe = self.services.events.subscribe(self._on_event)
+        self._unsubscribe = self.events.open_feed(self, self._on_event)
         self._writer = asyncio.ensure_future(self._write_loop())
-        self.services.admin.add_feed(self)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if self._closed or (self._imeis and event.get("imei") not in self._imeis):
@@ -87,7 +85,6 @@ class AdminEventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
-        self.services.admin.remove_feed(self)
 
     def on_message(self, message: str | bytes) -> None:
         """The feed is one-way; a client's ``{"type": "ping"}`` is answered, anything else ignored."""
@@ -103,4 +100,4 @@ class AdminEventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
 
 def routes() -> list:
-    return [(r"/api/v1/admin/events", AdminEventsSocket)]
+    return [(r"/api/v1/admin/events", EventsSocket)]

@@ -1,0 +1,246 @@
+"""Commands: an admin queues one for a device; it is delivered over the device's live socket (at once when
+the device is online, else when it next connects), marked ``sent`` once written, and finished by the
+device's ``command_result``; queued commands past their TTL expire.
+
+Delivery is serialised per IMEI on the process that holds the device's socket and always sends the
+queue oldest first. Two counters keep the common cases free of queue reads: ``maybe_queued`` (a
+connecting device with nothing queued, nearly all of them in a reconnect storm, costs no query) and
+``queue_reads`` (a command created for an online device with an empty queue is sent without reading
+the queue, when no delivery has read it meanwhile). Both are explained where they are used below.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import uuid
+import weakref
+from typing import Any
+
+from ..bus import Bus
+from ..errors import InvalidArgument, NotFound
+from ..hub import Hub
+from ..metrics import Metrics
+from ..models import format_time, parse_time, require_object, utcnow, validate_imei
+from ..storage.sql.commands import CommandRows
+from ..vocab import COMMANDS, FINAL_COMMAND_STATUSES
+
+log = logging.getLogger("truckx.commands")
+
+MAX_WAIT_S = 60
+MAX_TTL_S = 30 * 86400
+DETAIL_MAX = 2000
+
+
+def parse_command(body: object, default_ttl_s: int) -> tuple[str, dict[str, Any], int]:
+    obj = require_object(body)
+    name = obj.get("command")
+    if name not in COMMANDS:
+        raise InvalidArgument("command must be one of " + ", ".join(COMMANDS))
+    args = obj.get("args") or {}
+    if not isinstance(args, dict):
+        raise InvalidArgument("args must be a JSON object")
+    if name == "set_report_interval":
+        seconds = args.get("seconds")
+        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 86400:
+            raise InvalidArgument("set_report_interval needs args.seconds, an integer from 1 to 86400")
+        args = {"seconds": seconds}
+    elif name == "request_video":
+        start = parse_time(args.get("from"), "args.from")
+        end = parse_time(args.get("to"), "args.to")
+        if end <= start:
+            raise InvalidArgument("args.to must be after args.from")
+        args = {"from": format_time(start), "to": format_time(end)}
+    else:
+        args = {}
+    ttl = obj.get("ttl_s", default_ttl_s)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
+        raise InvalidArgument(f"ttl_s must be an integer from 1 to {MAX_TTL_S}")
+    return name, args, ttl
+
+
+def command_json(cmd: dict[str, Any]) -> dict[str, Any]:
+    return {"id": cmd["id"], "imei": cmd["imei"], "command": cmd["command"], "args": cmd["args"],
+            "status": cmd["status"], "created_by": cmd.get("created_by"),
+            "created_at": format_time(cmd["created_at"]), "expires_at": format_time(cmd["expires_at"]),
+            "sent_at": format_time(cmd.get("sent_at")), "finished_at": format_time(cmd.get("finished_at")),
+            "detail": cmd.get("detail")}
+
+
+class CommandService:
+    def __init__(self, rows: CommandRows, hub: Hub, bus: Bus, metrics: Metrics, default_ttl_s: int) -> None:
+        self.rows = rows
+        self.hub = hub
+        self.bus = bus
+        self.metrics = metrics
+        self.default_ttl_s = default_ttl_s
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        #: per IMEI, how many times a delivery has read the queue (see :meth:`_deliver`)
+        self._queue_reads: dict[str, int] = {}
+        #: IMEIs that may have queued commands, and per IMEI how often a command was queued
+        self._maybe_queued: set[str] = set()
+        self._queued_marks: dict[str, int] = {}
+        self._closing = asyncio.Event()
+        bus.on_command_queued(self._queued_here)
+
+    async def load(self) -> None:
+        """At start: every IMEI with queued commands, so that their devices get them on connect."""
+        for imei in await self.rows.imeis_with_queued():
+            self._note_queued(imei)
+
+    def close(self) -> None:
+        """Server shutdown: release every long-polling ``?wait=``."""
+        self._closing.set()
+
+    # -- admin -----------------------------------------------------------------------------------
+
+    async def send(self, imei: str, body: Any, created_by: str | None) -> dict[str, Any]:
+        name, args, ttl = parse_command(body, self.default_ttl_s)
+        imei = validate_imei(imei)
+        queue_reads = self._queue_reads.get(imei, 0)  # before the insert: see _deliver
+        created = await self.rows.create(imei, name, args, ttl, created_by, utcnow())
+        if created is None:
+            raise NotFound(f"device {imei} is not registered")
+        cmd, queued_before = created
+        self.metrics.commands.labels("queued").inc()
+        self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
+        # delivered by the process holding the socket; here, the usual case (online, nothing else
+        # waiting) is written to the session and marked sent without reading the queue
+        await self.bus.command_queued(imei, cmd, None if queued_before else queue_reads)
+        if cmd["status"] == "queued" and self.hub.is_online(imei):
+            cmd = await self.rows.get(cmd["id"]) or cmd  # a concurrent delivery may have sent it
+        return command_json(cmd)
+
+    async def get(self, command_id: str, wait_s: float = 0) -> dict[str, Any]:
+        """The command; with ``wait_s`` it returns as soon as the command is final, or when the wait
+        (or the server) ends."""
+        try:
+            command_id = str(uuid.UUID(command_id))
+        except ValueError:
+            raise NotFound(f"no command {command_id}") from None
+        done = asyncio.Event()
+        final: dict[str, Any] = {}
+
+        # woken by the bus (no polling); the event carries the final command, so it is not read again
+        def on_event(event: dict[str, Any]) -> None:
+            cmd = event.get("command")
+            if (event.get("type") == "command_status" and isinstance(cmd, dict) and cmd.get("id") == command_id
+                    and cmd.get("status") in FINAL_COMMAND_STATUSES):
+                final.update(cmd)
+                done.set()
+
+        unsubscribe = self.bus.subscribe(on_event) if wait_s > 0 else None
+        try:
+            cmd = await self.rows.get(command_id)
+            if cmd is None:
+                raise NotFound(f"no command {command_id}")
+            if wait_s > 0 and cmd["status"] not in FINAL_COMMAND_STATUSES and not self._closing.is_set():
+                closing = asyncio.ensure_future(self._closing.wait())
+                finished = asyncio.ensure_future(done.wait())
+                try:
+                    await asyncio.wait((closing, finished), timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    closing.cancel()
+                    finished.cancel()
+                if final:
+                    return dict(final)
+                cmd = await self.rows.get(command_id) or cmd
+            return command_json(cmd)
+        finally:
+            if unsubscribe is not None:
+                unsubscribe()
+
+    async def expire(self) -> None:
+        """Mark queued commands past their TTL ``expired`` (housekeeping, every second)."""
+        for cmd in await self.rows.expire(utcnow()):
+            self.metrics.commands.labels("expired").inc()
+            self.bus.publish("command_status", {"imei": cmd["imei"], "command": command_json(cmd)})
+
+    # -- device ----------------------------------------------------------------------------------
+
+    async def result(self, imei: str, command_id: Any, ok: Any, detail: Any) -> dict[str, Any]:
+        """A device's ``command_result``: ``succeeded`` or ``failed``; a repeated one changes nothing."""
+        if not isinstance(command_id, str) or not command_id:
+            raise InvalidArgument("id must be the command's id")
+        if not isinstance(ok, bool):
+            raise InvalidArgument("ok must be true or false")
+        if detail is not None and not isinstance(detail, str):
+            raise InvalidArgument("detail must be a string")
+        cmd, changed = await self.rows.finish(imei, command_id, ok, detail[:DETAIL_MAX] if detail else None, utcnow())
+        if cmd is None:
+            raise NotFound("no such command for this device")
+        body = command_json(cmd)
+        if changed:
+            self.metrics.commands.labels(cmd["status"]).inc()
+            self.bus.publish("command_status", {"imei": imei, "command": body})
+        return body
+
+    def may_have_queued(self, imei: str) -> bool:
+        """Whether a connecting device needs its queue read (False for nearly every device)."""
+        return imei in self._maybe_queued
+
+    async def deliver(self, imei: str) -> int:
+        """Send ``imei`` every queued, unexpired command over its socket on this process (on connect)."""
+        return await self._deliver(imei)
+
+    # -- delivery (on the process holding the socket) --------------------------------------------
+
+    def _note_queued(self, imei: str) -> None:
+        self._maybe_queued.add(imei)
+        self._queued_marks[imei] = self._queued_marks.get(imei, 0) + 1
+
+    async def _queued_here(self, imei: str, cmd: dict[str, Any], fresh_since: Any) -> None:
+        """The bus: a command for ``imei`` was stored (here or on another process)."""
+        self._note_queued(imei)
+        if self.hub.is_online(imei):
+            await self._deliver(imei, cmd, fresh_since if isinstance(fresh_since, int) else None)
+
+    def _lock(self, imei: str) -> asyncio.Lock:
+        lock = self._locks.get(imei)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[imei] = lock
+        return lock
+
+    async def _deliver(self, imei: str, fresh: dict[str, Any] | None = None, fresh_since: int | None = None) -> int:
+        """Send every queued, unexpired command of ``imei`` over its live connection, oldest first,
+        marking each ``sent`` once written. Returns how many were sent.
+
+        ``fresh``: a command just created for ``imei``; it is updated in place when sent. With
+        ``fresh_since`` (``_queue_reads[imei]`` taken before it was created, given only when no older
+        command was queued), and if no delivery has read the queue since, no other delivery in this
+        process can have seen ``fresh``, and it is sent alone without reading the queue again."""
+        if imei not in self.hub.sessions:
+            return 0
+        sent = 0
+        async with self._lock(imei):
+            full_read = not (fresh is not None and fresh_since is not None
+                             and self._queue_reads.get(imei, 0) == fresh_since)
+            marks = self._queued_marks.get(imei, 0)
+            if not full_read:
+                batch = [fresh]
+            else:
+                batch = await self.rows.queued(imei, utcnow())
+                # moved after the read: a delivery whose read may have seen a new command is noticed
+                self._queue_reads[imei] = self._queue_reads.get(imei, 0) + 1
+            for cmd in batch:
+                session = self.hub.sessions.get(imei)
+                if session is None or not session.is_open:
+                    break
+                try:
+                    await session.send({"type": "command", "id": cmd["id"], "command": cmd["command"],
+                                        "args": cmd["args"]})
+                except Exception:  # the connection went away: the command stays queued
+                    break
+                now = utcnow()
+                if await self.rows.mark_sent(cmd["id"], now):
+                    sent += 1
+                    cmd.update(status="sent", sent_at=now)
+                    if fresh is not None and cmd is not fresh and cmd["id"] == fresh["id"]:
+                        fresh.update(status="sent", sent_at=now)
+                    self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
+            if full_read and sent == len(batch) and self._queued_marks.get(imei, 0) == marks:
+                # the whole queue went out and nothing was queued meanwhile: nothing waits for imei
+                self._maybe_queued.discard(imei)
+        return sent

@@ -1,0 +1,244 @@
+"""Devices: registration, login and token checks (with the credential cache), the admin's device list,
+rename/disable/rotate, and the device's live session on this process (online, last_seen)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from typing import Any, Sequence
+
+from .. import auth, paging
+from ..bus import Bus
+from ..config import Secret
+from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
+from ..hub import Hub, Session
+from ..models import LocationPoint, format_time, utcnow, validate_imei
+from ..storage.base import LocationStore
+from ..storage.sql.devices import DeviceRows
+from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_DISABLED, ROLE_DEVICE
+
+log = logging.getLogger("truckx.devices")
+
+#: how long another process's change to a device (disable, rotate) may take to be seen here when no
+#: bus message reaches this process (every change made through a bus is applied at once)
+AUTH_TTL_S = 30.0
+AUTH_CACHE_MAX = 200_000
+MAX_REGISTER = 10_000
+NAME_MAX = 128
+#: invalidation kinds on the bus
+DISABLED, ROTATED, CHANGED = "device.disabled", "device.rotated", "device.changed"
+
+
+def device_json(row: dict[str, Any], online: bool, last_seen: dt.datetime | None,
+                last_location: LocationPoint | None) -> dict[str, Any]:
+    return {"imei": row["imei"], "name": row.get("name"), "enabled": bool(row["enabled"]), "online": online,
+            "last_seen": format_time(last_seen), "created_at": format_time(row.get("created_at")),
+            "last_location": last_location.to_json() if last_location is not None else None}
+
+
+def _name(value: Any, nullable_hint: str = "") -> str | None:
+    if value is not None and (not isinstance(value, str) or len(value) > NAME_MAX):
+        raise InvalidArgument(f"name must be a string of at most {NAME_MAX} characters{nullable_hint}")
+    return value
+
+
+class AuthCache:
+    """Device credentials ``{imei, secret_hash, enabled, secret_version}`` (or None: not registered),
+    read on every device login and WebSocket handshake. Entries expire after ``ttl_s``; every change
+    drops its entry at once (through the bus, on every process); bounded to ``max_entries``."""
+
+    def __init__(self, ttl_s: float = AUTH_TTL_S, max_entries: int = AUTH_CACHE_MAX) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+
+    def get(self, imei: str) -> tuple[bool, dict[str, Any] | None]:
+        hit = self._entries.get(imei)
+        if hit is not None and hit[0] > time.monotonic():
+            return True, hit[1]
+        return False, None
+
+    def put(self, imei: str, row: dict[str, Any] | None) -> None:
+        now = time.monotonic()
+        if len(self._entries) >= self.max_entries and imei not in self._entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+        self._entries[imei] = (now + self.ttl_s, row)
+
+    def forget(self, imeis: Sequence[str]) -> None:
+        for imei in imeis:
+            self._entries.pop(imei, None)
+
+
+class DeviceService:
+    def __init__(self, rows: DeviceRows, locations: LocationStore, hub: Hub, bus: Bus,
+                 tokens: auth.TokenService, device_key: Secret) -> None:
+        self.rows = rows
+        self.locations = locations
+        self.hub = hub
+        self.bus = bus
+        self.tokens = tokens
+        self.device_key = device_key
+        self.auth_cache = AuthCache()
+        bus.on_invalidate(self._invalidated)
+
+    async def warm(self) -> int:
+        """Fill the credential cache at start: after a restart every device logs in again within seconds
+        (a reconnect storm), and each login would otherwise be a query. Returns rows loaded."""
+        rows = await self.rows.all_auth(AUTH_CACHE_MAX // 2)
+        for row in rows:
+            self.auth_cache.put(row["imei"], row)
+        return len(rows)
+
+    # -- credentials -----------------------------------------------------------------------------
+
+    async def _auth(self, imei: str) -> dict[str, Any] | None:
+        hit, row = self.auth_cache.get(imei)
+        if hit:
+            return row
+        row = await self.rows.auth(imei)
+        self.auth_cache.put(imei, row)
+        return row
+
+    async def login(self, imei: Any, secret: Any) -> tuple[str, dt.datetime]:
+        imei = validate_imei(imei)
+        if not isinstance(secret, str) or not secret:
+            raise InvalidArgument("secret is required")
+        device = await self._auth(imei)
+        # same work whether or not the device exists
+        stored = device["secret_hash"] if device else "0" * 64
+        if not auth.check_device_secret(self.device_key, secret, stored) or device is None:
+            raise Unauthorized("unknown IMEI or wrong secret")
+        if not device["enabled"]:
+            raise Forbidden("this device is disabled")
+        return self.tokens.issue(imei, ROLE_DEVICE, device["secret_version"])
+
+    async def authenticate(self, principal: auth.Principal) -> dict[str, Any]:
+        """The device behind a device token, refusing unknown, rotated-away or disabled ones."""
+        device = await self._auth(principal.sub)
+        if device is None:
+            raise Unauthorized("unknown device")
+        if principal.version != device["secret_version"]:
+            raise Unauthorized("the device secret was rotated; log in again")
+        if not device["enabled"]:
+            raise Forbidden("this device is disabled")
+        return device
+
+    def _invalidated(self, kind: str, imei: str) -> None:
+        """A device changed (on this process or another): drop its credentials and, when it was
+        disabled or its secret rotated, close its live session here."""
+        if not kind.startswith("device."):
+            return
+        self.auth_cache.forget((imei,))
+        if kind == DISABLED:
+            self.hub.disconnect(imei, CLOSE_DISABLED, "device disabled")
+        elif kind == ROTATED:
+            self.hub.disconnect(imei, CLOSE_CREDENTIALS_CHANGED, "device secret rotated")
+
+    # -- registration and changes ----------------------------------------------------------------
+
+    async def register(self, entries: Sequence[Any]) -> list[dict[str, Any]]:
+        """Register devices ``{imei, name?}`` all or none; returns each with its secret (shown once)."""
+        if not entries:
+            raise InvalidArgument("no devices given")
+        if len(entries) > MAX_REGISTER:
+            raise InvalidArgument(f"at most {MAX_REGISTER} devices per call")
+        seen: set[str] = set()
+        rows, out = [], []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                raise InvalidArgument(f"devices[{i}] must be an object")
+            imei = validate_imei(entry.get("imei"))
+            if imei in seen:
+                raise InvalidArgument(f"IMEI {imei} is given twice")
+            seen.add(imei)
+            name = _name(entry.get("name"))
+            secret = auth.new_device_secret()
+            rows.append({"imei": imei, "name": name, "secret_hash": auth.hash_device_secret(self.device_key, secret)})
+            out.append({"imei": imei, "name": name, "enabled": True, "secret": secret})
+        try:
+            await self.rows.create(rows, utcnow())
+        finally:
+            self.bus.invalidate(CHANGED, *seen)  # a cached "not registered" must not outlive it
+        return out
+
+    async def update(self, imei: str, body: dict[str, Any]) -> dict[str, Any]:
+        imei = validate_imei(imei)
+        values: dict[str, Any] = {}
+        if "name" in body:
+            values["name"] = _name(body["name"], ", or null")
+        if "enabled" in body:
+            if not isinstance(body["enabled"], bool):
+                raise InvalidArgument("enabled must be true or false")
+            values["enabled"] = body["enabled"]
+        if not values:
+            raise InvalidArgument("give name and/or enabled")
+        try:
+            found = await self.rows.update(imei, **values)
+        finally:
+            # its tokens are refused from now on, and a disabled device's live session is closed
+            self.bus.invalidate(DISABLED if values.get("enabled") is False else CHANGED, imei)
+        if not found:
+            raise NotFound(f"device {imei} is not registered")
+        return await self.get(imei)
+
+    async def rotate_secret(self, imei: str) -> dict[str, Any]:
+        imei = validate_imei(imei)
+        secret = auth.new_device_secret()
+        try:
+            found = await self.rows.rotate_secret(imei, auth.hash_device_secret(self.device_key, secret))
+        finally:
+            # tokens issued with the old secret are refused from now on; the live session goes too
+            self.bus.invalidate(ROTATED, imei)
+        if not found:
+            raise NotFound(f"device {imei} is not registered")
+        return {"imei": imei, "secret": secret}
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    async def require(self, imei: str) -> dict[str, Any]:
+        """The device row; 404 when ``imei`` is not registered."""
+        row = await self.rows.get(imei)
+        if row is None:
+            raise NotFound(f"device {imei} is not registered")
+        return row
+
+    async def _items(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not rows:
+            return []
+        imeis = [r["imei"] for r in rows]
+        latest = {p.imei: p for p in await self.locations.latest(imeis)}
+        online = await self.bus.online(imeis)
+        seen = self.hub.last_seen
+        return [device_json(r, r["imei"] in online, seen.get(r["imei"]) or r.get("last_seen"),
+                            latest.get(r["imei"])) for r in rows]
+
+    async def list(self, limit: int, cursor: str | None) -> dict[str, Any]:
+        after = paging.decode(cursor, paging.text)
+        page = await paging.keyset(lambda n: self.rows.page(n, after[0] if after else None), limit,
+                                   lambda r: [r["imei"]])
+        return {"items": await self._items(page.items), "next_cursor": page.next_cursor}
+
+    async def get(self, imei: str) -> dict[str, Any]:
+        row = await self.require(validate_imei(imei))
+        return (await self._items([row]))[0]
+
+    # -- live sessions (this process) ------------------------------------------------------------
+
+    def session_opened(self, session: Session) -> None:
+        """A device's WebSocket is open here: it replaces an older one (closed with 4409)."""
+        replaced = self.hub.register(session)
+        self.bus.session_opened(session.imei)
+        if not replaced:
+            self.bus.publish("device_status", {"imei": session.imei, "online": True})
+
+    def session_closed(self, session: Session) -> None:
+        if self.hub.unregister(session):
+            self.bus.session_closed(session.imei)
+            self.bus.publish("device_status", {"imei": session.imei, "online": False})
+
+    async def save_last_seen(self) -> None:
+        """Persist the last_seen times gathered since the previous call (housekeeping, shutdown)."""
+        await self.rows.touch(self.hub.take_dirty_seen())

@@ -1,0 +1,184 @@
+"""Videos: a device's streamed, resumable upload (``PUT``, ``HEAD``/``PATCH`` resume), the video index,
+and the admin's listing and downloads.
+
+The video store decides what is complete (an object under ``<imei>/<name>``); the SQL index mirrors it
+for listings and for the alarms' per-file ``arrived``, and is repaired from the store when a crash left
+it behind. One upload of a file runs at a time: its claim (``storage.base.UploadClaim``) is taken in
+:meth:`VideoService.begin` and released when the upload ends, by finishing, pausing or abandoning it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .. import paging
+from ..bus import Bus
+from ..errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge
+from ..metrics import Metrics
+from ..models import format_time, utcnow, validate_file_name, validate_imei
+from ..storage.base import PartWriter, VideoStore
+from ..storage.sql.devices import DeviceRows
+from ..storage.sql.videos import VideoRows
+
+log = logging.getLogger("truckx.videos")
+
+
+def video_json(row: dict[str, Any]) -> dict[str, Any]:
+    return {"name": row["name"], "size": row["size"], "sha256": row["sha256"], "complete": row["complete"],
+            "uploaded_at": format_time(row["uploaded_at"]), "alarm_ids": row["alarm_ids"]}
+
+
+class VideoService:
+    def __init__(self, store: VideoStore, rows: VideoRows, devices: DeviceRows, bus: Bus, metrics: Metrics,
+                 max_bytes: int) -> None:
+        self.store = store
+        self.rows = rows
+        self.devices = devices
+        self.bus = bus
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+        #: uploads being put away after their connection dropped
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def aclose(self) -> None:
+        """Shutdown: finish putting away interrupted uploads, then close the store."""
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.store.aclose()
+
+    # -- uploads ---------------------------------------------------------------------------------
+
+    async def upload_state(self, imei: str, name: str) -> tuple[int, bool]:
+        """``(offset, complete)`` for HEAD: the complete object's size, or the durable size of a part."""
+        name = validate_file_name(name)
+        await self.store.take_over(imei, name)  # the device asks because it believes the upload died
+        size = await self.store.object_size(imei, name)
+        if size is not None:
+            return size, True
+        return await self.store.part_size(imei, name), False
+
+    async def begin(self, imei: str, name: str, offset: int | None, content_length: int | None) -> PartWriter:
+        """Start a PUT (``offset`` None: a new part, replacing any pending one) or a PATCH appending at
+        ``offset``. Refuses a body that cannot fit (413) before any byte is read, a second concurrent
+        upload of the same file (409) and a PATCH at the wrong offset (409, with the right one)."""
+        name = validate_file_name(name)
+        if content_length is not None and (offset or 0) + content_length > self.max_bytes:
+            self.metrics.uploads.labels("too_large").inc()
+            raise PayloadTooLarge(f"a video may have at most {self.max_bytes} bytes")
+        await self.store.take_over(imei, name)
+        with self.store.claim(imei, name) as claim:  # released here unless a writer takes it over
+            if offset is not None:
+                existing = await self.store.object_size(imei, name)
+                if existing is not None:
+                    raise Conflict("this video is complete already", offset=existing)
+                current = await self.store.part_size(imei, name)
+                if offset != current:
+                    raise Conflict(f"Upload-Offset is {offset}, but {current} bytes are stored", offset=current)
+            writer = await self.store.open_part(claim, resume=offset is not None)
+            claim.hand_over()
+            return writer
+
+    async def finish(self, writer: PartWriter, expected_sha256: str | None) -> tuple[dict[str, Any], int]:
+        """The body is complete: check it, then make it visible. ``({name, size, sha256}, status)``:
+        201 created, 200 the same content was there already; 409 a different content is there, 400 the
+        checksum does not match (in both cases nothing of this upload is kept)."""
+        imei, name = writer.imei, writer.name
+        with writer.claim:
+            size = await writer.close()
+            digest = writer.hexdigest()
+            body = {"name": name, "size": size, "sha256": digest}
+            if expected_sha256 is not None and digest != expected_sha256:
+                await self._drop_part(imei, name)
+                self.metrics.uploads.labels("checksum_mismatch").inc()
+                raise InvalidArgument("the body does not match X-Content-SHA256", sha256=digest)
+            existing_size = await self.store.object_size(imei, name)
+            if existing_size is not None:
+                await self.store.discard_part(imei, name)
+                existing = await self._indexed(imei, name, existing_size)
+                if existing["sha256"] == digest and existing_size == size:
+                    self.metrics.uploads.labels("duplicate").inc()
+                    return body, 200
+                self.metrics.uploads.labels("conflict").inc()
+                raise Conflict("a different video with this name exists already")
+            await self.store.commit(imei, name)
+            now = utcnow()
+            await self.rows.upsert(imei, name, size, digest, True, now)
+            self.metrics.uploads.labels("created").inc()
+            self.bus.publish("video", {"imei": imei, "video": {**body, "complete": True,
+                                                             "uploaded_at": format_time(now)}})
+            return body, 201
+
+    async def pause(self, writer: PartWriter) -> int:
+        """Keep the part (a PATCH without ``Upload-Complete: ?1``, or a dropped connection): make it
+        durable, index it as incomplete and return the offset to continue from."""
+        imei, name = writer.imei, writer.name
+        with writer.claim:
+            size = await writer.close()
+            if await self.store.object_size(imei, name) is not None:
+                # a re-upload of a complete video: nothing to resume, the next PUT compares again
+                await self.store.discard_part(imei, name)
+                return size
+            await self.rows.upsert(imei, name, size, None, False, None)
+            return size
+
+    def put_away(self, writer: PartWriter) -> None:
+        """The request ended without finishing its upload (connection dropped): keep the part, durably,
+        for a resume, in the background."""
+        task = asyncio.get_running_loop().create_task(self._put_away(writer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _put_away(self, writer: PartWriter) -> None:
+        try:
+            await self.pause(writer)
+        except Exception as exc:
+            log.warning("could not put away the upload of %s/%s: %s", writer.imei, writer.name, type(exc).__name__)
+
+    async def abandon(self, writer: PartWriter) -> None:
+        """The body went past the size limit while streaming: keep nothing of it."""
+        self.metrics.uploads.labels("too_large").inc()
+        with writer.claim:
+            await writer.close(durable=False)
+            await self._drop_part(writer.imei, writer.name)
+
+    async def _drop_part(self, imei: str, name: str) -> None:
+        await self.store.discard_part(imei, name)
+        if await self.store.object_size(imei, name) is None:
+            await self.rows.delete(imei, name)  # an incomplete index row, if any
+
+    async def _indexed(self, imei: str, name: str, size: int) -> dict[str, Any]:
+        """The index row of a complete object; rebuilt from the store when missing or stale."""
+        row = await self.rows.get(imei, name)
+        if row is None or not row["complete"] or not row["sha256"] or row["size"] != size:
+            digest = await self.store.sha256(imei, name)
+            uploaded = (row or {}).get("uploaded_at") or utcnow()
+            await self.rows.upsert(imei, name, size, digest, True, uploaded)
+            row = {"imei": imei, "name": name, "size": size, "sha256": digest, "complete": True,
+                   "uploaded_at": uploaded}
+        return row
+
+    # -- admin -----------------------------------------------------------------------------------
+
+    async def find(self, imei: str, name: str) -> dict[str, Any]:
+        """A complete video for download: ``{name, size, sha256, uploaded_at}``; 404 otherwise."""
+        imei, name = validate_imei(imei), validate_file_name(name)
+        size = await self.store.object_size(imei, name)
+        if size is None:
+            raise NotFound(f"no complete video {name} for device {imei}")
+        row = await self._indexed(imei, name, size)
+        return {"name": name, "size": size, "sha256": row["sha256"], "uploaded_at": row["uploaded_at"]}
+
+    def read(self, imei: str, name: str, start: int, end: int, chunk_size: int) -> Any:
+        """The bytes ``start <= i < end`` of a complete video, as an async iterator of chunks."""
+        return self.store.iter_range(imei, name, start, end, chunk_size)
+
+    async def list(self, imei: str, limit: int, cursor: str | None) -> dict[str, Any]:
+        imei = validate_imei(imei)
+        after = paging.decode(cursor, paging.file_name)
+        if after is None and await self.devices.get(imei) is None:
+            raise NotFound(f"device {imei} is not registered")
+        page = await paging.keyset(lambda n: self.rows.page(imei, n, after[0] if after else None), limit,
+                                   lambda r: [r["name"]])
+        return page.json(video_json)

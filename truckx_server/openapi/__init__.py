@@ -1,0 +1,72 @@
+"""The OpenAPI 3.1 document of every REST call, assembled from one module per resource (each with its
+``SCHEMAS`` and ``PATHS``), beside the handler module of the same name.
+
+``tests/server/test_openapi.py`` proves that it lists exactly the operations of the routing table, that
+each operation's ``x-roles`` equals its handler's ``roles``, and that the responses the tests see
+validate against its schemas. The two WebSockets (``/api/v1/device/ws``, ``/api/v1/admin/events``) are
+not REST operations; they are described under ``x-websockets``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from typing import Any
+
+from . import alarms, commands, devices, locations, ops, users, videos
+from .common import DEVICE, READ, VERSION
+
+MODULES = (ops, devices, users, alarms, locations, commands, videos)
+
+WEBSOCKETS = {
+    "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "
+                          "ping in; ack (cumulative, after the points are durable) / command / error / pong out. "
+                          "Token in Authorization or ?token=. Close codes: 4409 replaced by a newer connection, "
+                          "4403 device disabled, 4401 device secret rotated, 1001 server shutting down, "
+                          "1009 frame too large."},
+    "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
+                             "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
+                             "?token=. A client that falls 1000 events behind is closed with 4429."},
+}
+
+
+def _merged(attr: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for module in MODULES:
+        part = getattr(module, attr)
+        clash = out.keys() & part.keys()
+        if clash:
+            raise ValueError(f"OpenAPI {attr} defined twice: {sorted(clash)}")
+        out.update(part)
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _document() -> str:
+    doc = {
+        "openapi": "3.1.0",
+        "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
+        "info": {"title": "truckx", "version": VERSION,
+                 "description": "Fleet dashcam server: device plane, admin plane, operations. Errors are "
+                                "`{\"error\": {\"code\", \"message\"}}`. `viewer` may read; only `admin` may "
+                                "change anything (`x-roles` on each operation)."},
+        "tags": [{"name": "operations"}, {"name": "device"}, {"name": "admin"}],
+        "paths": _merged("PATHS"),
+        "components": {
+            "schemas": _merged("SCHEMAS"),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+        "x-websockets": WEBSOCKETS,
+    }
+    return json.dumps(doc, separators=(",", ":"))
+
+
+def document_json() -> str:
+    """The document, serialised once."""
+    return _document()
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy of the document as Python data."""
+    return copy.deepcopy(json.loads(_document()))

@@ -1,0 +1,37 @@
+"""OpenAPI: Commands: send and read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .common import (ADMIN, COMMANDS, COMMAND_STATUSES, IMEI, PATH_IMEI, READ, TIME, UUID, WRITE, json_response, nullable,
+                     obj, op, param, ref)
+
+
+SCHEMAS: dict[str, Any] = {
+    "CommandNew": obj(["command"], {
+        "command": {"enum": COMMANDS},
+        "args": {"type": "object", "description": "set_report_interval: {seconds}; request_video: {from, to}"},
+        "ttl_s": {"type": "integer", "minimum": 1, "maximum": 2592000, "default": 3600}}),
+    "Command": obj(["id", "imei", "command", "args", "status", "created_at", "expires_at"], {
+        "id": UUID, "imei": IMEI, "command": {"type": "string"}, "args": {"type": "object"},
+        "status": {"enum": COMMAND_STATUSES},
+        "created_by": {"type": ["string", "null"]}, "created_at": TIME, "expires_at": TIME,
+        "sent_at": nullable(TIME), "finished_at": nullable(TIME), "detail": {"type": ["string", "null"]}}),
+}
+
+PATHS: dict[str, Any] = {
+    "/api/v1/admin/devices/{imei}/commands": {
+        "parameters": [PATH_IMEI],
+        "post": op("Send a command", WRITE, {202: json_response("queued (or sent when online)", ref("Command"))},
+                   body=ref("CommandNew"), errors=(404,), op_id="sendCommand", tags=ADMIN,
+                   description="Unknown command names are 400; an unregistered device is 404."),
+    },
+    "/api/v1/admin/commands/{command_id}": {
+        "parameters": [param("command_id", "path", UUID)],
+        "get": op("A command's status", READ, {200: json_response("command", ref("Command"))},
+                  parameters=[param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 60, "default": 0},
+                                    "hold the request up to this many seconds for a final state")],
+                  errors=(404,), op_id="getCommand", tags=ADMIN),
+    },
+}

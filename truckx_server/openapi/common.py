@@ -1,0 +1,113 @@
+"""The vocabulary the OpenAPI modules build their schemas and operations with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import vocab
+
+VERSION = "1.0.0"
+
+READ = list(vocab.READ)
+WRITE = list(vocab.WRITE)
+DEVICE = [vocab.ROLE_DEVICE]
+ALARM_TYPES = list(vocab.ALARM_TYPES)
+ALARM_STATUSES = list(vocab.ALARM_STATUSES)
+COMMANDS = list(vocab.COMMANDS)
+COMMAND_STATUSES = list(vocab.COMMAND_STATUSES)
+ROLES = list(vocab.ROLES)
+
+#: operation tags
+ADMIN, DEVICE_PLANE, OPERATIONS = ["admin"], ["device"], ["operations"]
+
+JSON = "application/json"
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: dict[str, Any]) -> dict[str, Any]:
+    if "$ref" in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    out = dict(schema)
+    kind = out.get("type")
+    out["type"] = [*kind, "null"] if isinstance(kind, list) else [kind, "null"]
+    return out
+
+
+def obj(required: list[str], properties: dict[str, Any], extra: bool = True, **more: Any) -> dict[str, Any]:
+    """An object schema. Fields may be added (the contract allows optional additions), so objects stay
+    open unless ``extra=False``; the server ignores request fields it does not read."""
+    out: dict[str, Any] = {"type": "object", "required": required, "properties": properties}
+    if not extra:
+        out["additionalProperties"] = False
+    out.update(more)
+    return out
+
+
+TIME = {"type": "string", "format": "date-time", "description": "RFC 3339 UTC"}
+IMEI = {"type": "string", "pattern": "^[0-9]{15}$", "description": "15 digits, Luhn check digit last"}
+FILE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
+UUID = {"type": "string", "format": "uuid"}
+NUM = {"type": "number"}
+
+
+def page_of(item: str) -> dict[str, Any]:
+    return obj(["items", "next_cursor"], {
+        "items": {"type": "array", "items": ref(item)},
+        "next_cursor": {"type": ["string", "null"], "description": "pass as ?cursor= for the next page; null on the last"},
+    })
+
+
+ERROR_RESPONSE = {"description": "error", "content": {JSON: {"schema": ref("Error")}}}
+ERROR_TEXT = {400: "invalid argument or JSON", 401: "missing, invalid or expired token",
+              403: "the token's role may not make this call", 404: "not found", 409: "conflict",
+              413: "body too large", 429: "rate limited", 503: "a store is unavailable"}
+
+
+def json_response(description: str, schema: dict[str, Any], headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"description": description, "content": {JSON: {"schema": schema}}}
+    if headers:
+        out["headers"] = headers
+    return out
+
+
+def param(name: str, where: str, schema: dict[str, Any], description: str = "", required: bool = False,
+          explode: bool | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": name, "in": where, "schema": schema, "required": required or where == "path"}
+    if description:
+        out["description"] = description
+    if explode is not None:
+        out["style"], out["explode"] = "form", explode
+    return out
+
+
+LIMIT = param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})
+CURSOR = param("cursor", "query", {"type": "string"}, "next_cursor of the previous page (opaque)")
+PATH_IMEI = param("imei", "path", IMEI)
+PATH_NAME = param("name", "path", FILE_NAME)
+PATH_ALARM = param("alarm_id", "path", {"type": "string"}, "the alarm's id")
+SINCE = param("since", "query", TIME, "inclusive lower bound of ts (RFC 3339)")
+UNTIL = param("until", "query", TIME, "exclusive upper bound of ts (RFC 3339)")
+IMEIS = param("imei", "query", {"type": "array", "items": IMEI}, "repeatable (or comma-separated)", explode=True)
+
+
+def op(summary: str, roles: list[str] | None, responses: dict[int | str, Any], *, body: dict[str, Any] | None = None,
+       body_type: str = JSON, parameters: list[dict[str, Any]] | None = None, errors: tuple[int, ...] = (),
+       op_id: str, tags: list[str], description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": tags,
+                           "security": [] if roles is None else [{"bearer": []}], "x-roles": roles}
+    if description:
+        out["description"] = description
+    if parameters:
+        out["parameters"] = parameters
+    if body is not None:
+        out["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
+    resp: dict[str, Any] = {str(k): v for k, v in responses.items()}
+    codes = set(errors) | ({401, 403} if roles is not None else set()) | {400, 503}
+    for code in sorted(codes):
+        resp.setdefault(str(code), {"description": ERROR_TEXT.get(code, "error"), "content": {JSON: {"schema": ref("Error")}}})
+    resp["default"] = ERROR_RESPONSE
+    out["responses"] = resp
+    return out

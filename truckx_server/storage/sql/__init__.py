@@ -1,0 +1,31 @@
+"""The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
+aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``."""
+
+from __future__ import annotations
+
+from .alarms import AlarmRows
+from .commands import CommandRows
+from .devices import DeviceRows
+from .engine import SqlEngine, async_url, sync_url
+from .users import UserRows
+from .videos import VideoRows
+
+__all__ = ["SqlStore", "async_url", "sync_url"]
+
+
+class SqlStore:
+    def __init__(self, url: str, pool_size: int = 10, timeout_s: float = 10.0, retries: int = 3) -> None:
+        self.db = SqlEngine(url, pool_size=pool_size, timeout_s=timeout_s, retries=retries)
+        self.url = url
+        self.dialect = self.db.dialect
+        self.devices = DeviceRows(self.db)
+        self.users = UserRows(self.db)
+        self.alarms = AlarmRows(self.db)
+        self.videos = VideoRows(self.db)
+        self.commands = CommandRows(self.db)
+
+    async def ping(self) -> None:
+        await self.db.ping()
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,156 @@
+"""Alarms and their files: idempotent insert, search newest first (keyset), lifecycle transitions.
+Each alarm is handed out with ``files: [{name, arrived}]``, ``arrived`` meaning the video of that file
+is complete in the video index."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ...errors import Conflict
+from ...models import AlarmIn
+from .engine import SqlEngine, from_db, to_db
+from .schema import alarm_files, alarms, videos
+
+
+class AlarmRows:
+    def __init__(self, db: SqlEngine) -> None:
+        self.db = db
+
+    async def insert(self, imei: str, alarm: AlarmIn, now: dt.datetime) -> tuple[dict[str, Any], bool]:
+        """Store an alarm and its files in one transaction. Returns ``(alarm, created)``: a retry with
+        an id this device used already returns the stored alarm and ``False``."""
+
+        async def q(conn: AsyncConnection) -> None:
+            await conn.execute(alarms.insert().values(
+                id=alarm.id, imei=imei, type=alarm.type, ts=to_db(alarm.ts), lat=alarm.lat, lon=alarm.lon,
+                speed_kmh=alarm.speed_kmh, details=alarm.details, status="active", received_at=to_db(now)))
+            if alarm.files:
+                await conn.execute(alarm_files.insert(),
+                                   [{"alarm_id": alarm.id, "name": n, "imei": imei} for n in alarm.files])
+        try:
+            await self.db.run(q)
+            created = True
+        except IntegrityError:
+            created = False
+        stored = await self.get(alarm.id)
+        if stored is None or stored["imei"] != imei:
+            raise Conflict("alarm id is in use")
+        return stored, created
+
+    async def get(self, alarm_id: str) -> dict[str, Any] | None:
+        found = await self.get_many([alarm_id])
+        return found[0] if found else None
+
+    async def get_many(self, ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Alarms by id, in the given order, each with its files."""
+        if not ids:
+            return []
+
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = _alarm_rows(await conn.execute(sa.select(alarms).where(alarms.c.id.in_(ids))))
+            by_id = {r["id"]: r for r in rows}
+            await _attach_files(conn, rows)
+            return [by_id[i] for i in ids if i in by_id]
+        return await self.db.run(q, write=False)
+
+    async def search(self, *, imeis: Sequence[str] = (), types: Sequence[str] = (),
+                     statuses: Sequence[str] = (), since: dt.datetime | None = None,
+                     until: dt.datetime | None = None, bbox: tuple[float, float, float, float] | None = None,
+                     has_video: bool | None = None, before: tuple[dt.datetime, str] | None = None,
+                     limit: int = 100) -> list[dict[str, Any]]:
+        """Alarms matching every given filter, newest first (``ts DESC, id DESC``), strictly before the
+        keyset ``before = (ts, id)``, each with its files. ``since <= ts < until``; ``bbox = (min_lon,
+        min_lat, max_lon, max_lat)``, crossing the antimeridian when ``min_lon > max_lon``;
+        ``has_video``: at least one file's video is complete."""
+        cond: list[Any] = []
+        if imeis:
+            cond.append(alarms.c.imei.in_(list(imeis)))
+        if types:
+            cond.append(alarms.c.type.in_(list(types)))
+        if statuses:
+            cond.append(alarms.c.status.in_(list(statuses)))
+        if since is not None:
+            cond.append(alarms.c.ts >= to_db(since))
+        if until is not None:
+            cond.append(alarms.c.ts < to_db(until))
+        if bbox is not None:
+            min_lon, min_lat, max_lon, max_lat = bbox
+            cond.append(alarms.c.lat.between(min_lat, max_lat))
+            if min_lon <= max_lon:
+                cond.append(alarms.c.lon.between(min_lon, max_lon))
+            else:
+                cond.append(sa.or_(alarms.c.lon >= min_lon, alarms.c.lon <= max_lon))
+        if has_video is not None:
+            arrived = sa.exists().where(
+                alarm_files.c.alarm_id == alarms.c.id, videos.c.imei == alarm_files.c.imei,
+                videos.c.name == alarm_files.c.name, videos.c.complete == sa.true())
+            cond.append(arrived if has_video else sa.not_(arrived))
+        if before is not None:
+            ts, last_id = to_db(before[0]), before[1]
+            cond.append(sa.or_(alarms.c.ts < ts, sa.and_(alarms.c.ts == ts, alarms.c.id < last_id)))
+        stmt = (sa.select(alarms).where(sa.and_(sa.true(), *cond))
+                .order_by(alarms.c.ts.desc(), alarms.c.id.desc()).limit(limit))
+
+        # one keyset query for the page's rows and one for their files, on one connection (the
+        # second sees the same snapshot on MariaDB; on SQLite both run in one read transaction)
+        async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            rows = _alarm_rows(await conn.execute(stmt))
+            await _attach_files(conn, rows)
+            return rows
+        return await self.db.run(q, write=False)
+
+    async def ack(self, alarm_id: str, by: str, note: str | None, now: dt.datetime) -> bool:
+        """``active -> acknowledged``; False when the alarm is missing or not active (concurrency-safe:
+        the state check is part of the UPDATE)."""
+        return await self.db.execute(alarms.update().where(alarms.c.id == alarm_id, alarms.c.status == "active")
+                                     .values(status="acknowledged", acknowledged_by=by, acknowledged_at=to_db(now),
+                                             ack_note=note)) > 0
+
+    async def clear(self, alarm_id: str, by: str, now: dt.datetime) -> bool:
+        """``active|acknowledged -> cleared``; False when the alarm is missing or cleared already."""
+        return await self.db.execute(alarms.update().where(alarms.c.id == alarm_id,
+                                                           alarms.c.status.in_(("active", "acknowledged")))
+                                     .values(status="cleared", cleared_by=by, cleared_at=to_db(now))) > 0
+
+
+#: the files of a page of alarms and whether each file's video has arrived (complete in the index)
+_ALARM_FILES = (
+    sa.select(alarm_files.c.alarm_id, alarm_files.c.name,
+              sa.func.coalesce(videos.c.complete, False).label("arrived"))
+    .select_from(alarm_files.outerjoin(videos, sa.and_(videos.c.imei == alarm_files.c.imei,
+                                                       videos.c.name == alarm_files.c.name)))
+    .where(alarm_files.c.alarm_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(alarm_files.c.alarm_id, alarm_files.c.name))
+
+
+_ALARM_TIMES = tuple(c.name for c in alarms.c if isinstance(c.type, sa.DateTime))
+
+
+def _alarm_rows(result: Any) -> list[dict[str, Any]]:
+    """:func:`row_dict` for a page of alarms (the time columns are known: no per-value type test)."""
+    keys = tuple(result.keys())
+    times = [k for k in _ALARM_TIMES if k in keys]
+    rows = []
+    for values in result.all():
+        row = dict(zip(keys, values))
+        for k in times:
+            if row[k] is not None:
+                row[k] = from_db(row[k])
+        rows.append(row)
+    return rows
+
+
+async def _attach_files(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
+    """Set ``files: [{name, arrived}]`` (by name) on each alarm row, with one query on ``conn``."""
+    if not rows:
+        return
+    files: dict[str, list[dict[str, Any]]] = {}
+    for alarm_id, name, arrived in (await conn.execute(_ALARM_FILES, {"ids": [r["id"] for r in rows]})).all():
+        files.setdefault(alarm_id, []).append({"name": name, "arrived": bool(arrived)})
+    for r in rows:
+        r["files"] = files.get(r["id"], [])

@@ -1,0 +1,142 @@
+"""The composition root: builds every store, the hub, the bus, the location batcher and the domain
+services once at start-up, starts and stops them in order, runs the housekeeping loop and answers
+readiness. No domain rules live here.
+
+Handlers reach the domain services through ``Application.settings`` (see ``app.make_app``), so there
+are no module-level singletons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from . import auth, migrate
+from .bus import Bus, LocalBus
+from .config import Settings
+from .domain.alarms import AlarmService
+from .domain.commands import CommandService
+from .domain.devices import DeviceService
+from .domain.events import EventService
+from .domain.locations import LocationService
+from .domain.users import UserService
+from .domain.videos import VideoService
+from .hub import Hub
+from .ingest import LocationBatcher
+from .metrics import Metrics
+from .storage import make_location_store, make_sql_store, make_video_store
+
+log = logging.getLogger("truckx.wiring")
+
+#: seconds between housekeeping ticks; last_seen is persisted every LAST_SEEN_TICKS ticks
+HOUSEKEEPING_S = 1.0
+LAST_SEEN_TICKS = 10
+
+
+class Node:
+    """One server process: its stores, its live connections and its domain services."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        jwt_secret = settings.jwt_secret or auth.load_or_create_secret(settings.data_dir / "jwt-secret")
+        device_key = settings.device_hash_key or auth.load_or_create_secret(settings.data_dir / "device-hash-key")
+        self.tokens = auth.TokenService(jwt_secret, settings.device_token_ttl_s, settings.admin_token_ttl_s)
+        self.metrics = metrics = Metrics()
+
+        # stores
+        self.sql = make_sql_store(settings)
+        self.location_store = make_location_store(settings)
+        self.video_store = make_video_store(settings)
+
+        # this process's connections, and what crosses to other processes
+        self.hub = Hub()
+        self.bus: Bus = LocalBus(self.hub)
+
+        # domain services
+        self.devices = DeviceService(self.sql.devices, self.location_store, self.hub, self.bus, self.tokens,
+                                     device_key)
+        self.users = UserService(self.sql.users, self.bus, self.tokens, settings.login_rate_per_min)
+        self.alarms = AlarmService(self.sql.alarms, self.bus, metrics)
+        self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
+        self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
+        self.events = EventService(self.hub, self.bus)
+        self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
+                                   settings.max_video_bytes)
+
+        # the location hot path: group commit with cumulative acks
+        self.batcher = LocationBatcher(
+            self.location_store, max_points=settings.batch_max_points, interval_ms=settings.batch_interval_ms,
+            queue_points=settings.batch_queue_points, write_timeout_s=settings.store_timeout_s,
+            on_flushed=self.locations.flushed, on_error=lambda exc: metrics.store_errors.labels("locations").inc())
+        metrics.bind_queue(lambda: self.batcher.queued_points)
+
+        self._tasks: list[asyncio.Task[None]] = []
+        #: the generated admin password on a first start (printed once by main)
+        self.initial_admin_password: str | None = None
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.settings.migrate_on_start:
+            await asyncio.to_thread(migrate.upgrade, self.settings.resolved_sql_url)
+        await self.location_store.open()
+        self.initial_admin_password = await self.users.bootstrap_admin(
+            self.settings.data_dir, self.settings.initial_admin_password)
+        await self.commands.load()
+        await self.devices.warm()
+        await self.bus.start()
+        self.batcher.start()
+        self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    async def flush_locations(self, timeout_s: float = 10.0) -> bool:
+        return await self.batcher.flush(timeout_s)
+
+    def close_connections(self) -> None:
+        """Shutdown: close every device session and admin feed, release command long polls."""
+        self.hub.close_all()
+        self.commands.close()
+
+    async def aclose(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.batcher.close()
+        await self.videos.aclose()  # finishes the fsync of parts whose upload was cut off
+        with contextlib.suppress(Exception):
+            await self.devices.save_last_seen()
+        await self.bus.aclose()
+        await self.location_store.close()
+        await self.sql.close()
+
+    async def _housekeeping(self) -> None:
+        """Every second: expire commands past their TTL; every 10 s: persist last_seen."""
+        tick = 0
+        while True:
+            await asyncio.sleep(HOUSEKEEPING_S)
+            tick += 1
+            try:
+                await self.commands.expire()
+                if tick % LAST_SEEN_TICKS == 0:
+                    await self.devices.save_last_seen()
+            except Exception as exc:
+                log.warning("housekeeping failed: %s", type(exc).__name__)
+
+    async def readiness(self) -> dict[str, str]:
+        """Each store's state: ``ok`` or the reason it is not."""
+        result: dict[str, str] = {}
+        for name, probe in (("sql", self.sql.ping), ("locations", self.location_store.ping),
+                            ("videos", self.video_store.ping)):
+            try:
+                async with asyncio.timeout(min(5.0, self.settings.store_timeout_s)):
+                    await probe()
+                result[name] = "ok"
+            except Exception as exc:
+                result[name] = f"unavailable: {type(exc).__name__}"
+        if self.batcher.degraded and result.get("locations") == "ok":
+            result["locations"] = "unavailable: writes failing"
+        return result
