@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import re
+import secrets
 import socket
 import subprocess
 import sys
@@ -106,6 +107,28 @@ def devserver(upstream: str):
         proc.wait(10)
 
 
+#: a same-origin API call from the page, with the XSRF header, as the console makes it; returns the status
+JS_CALL = """async ([method, path, body]) => {
+    const m = /(?:^|;\\s*)_xsrf=([^;]*)/.exec(document.cookie);
+    const r = await fetch(path, {method, headers: {'Content-Type': 'application/json', 'X-XSRFToken': m ? m[1] : ''},
+                                 body: body === null ? undefined : JSON.stringify(body)});
+    return r.status;
+}"""
+
+
+def sign_in(page: Page, username: str, password: str) -> None:
+    expect(page.locator("form.signin")).to_be_visible()
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    expect(page.locator(".topbar")).to_be_visible()
+
+
+def sign_out(page: Page) -> None:
+    page.click("button:has-text('Sign out')")
+    expect(page.locator("form.signin")).to_be_visible()
+
+
 def shot(page: Page, shots: Path | None, name: str) -> None:
     if shots is not None:
         page.wait_for_timeout(400)  # let the map finish its redraw
@@ -134,6 +157,13 @@ def run(url: str, username: str, password: str, shots: Path | None, headed: bool
         page.click("button[type=submit]")
         expect(page.locator(".topbar")).to_be_visible()
         expect(page.locator(".live-live")).to_be_visible(timeout=10000)
+
+        # a cookie-authenticated change without the XSRF header is refused
+        watch.expected_failures.add(url + "/api/v1/admin/users")
+        status = page.evaluate("""async () => (await fetch('/api/v1/admin/users', {method: 'POST',
+            headers: {'Content-Type': 'application/json'}, body: '{}'})).status""")
+        assert status == 403, f"a POST without X-XSRFToken answered {status}, not 403"
+        print("xsrf: a POST without the token is refused (403)")
 
         # -- fleet map ------------------------------------------------------------------------------
         page.wait_for_function("() => window.truckxConsole && window.truckxConsole.markers().length > 0",
@@ -222,9 +252,35 @@ def run(url: str, username: str, password: str, shots: Path | None, headed: bool
         page.wait_for_timeout(500)
         shot(page, shots, "11-webhooks")
 
+        # -- a viewer sees no button for changes -------------------------------------------------------
+        viewer, viewer_password = f"smoke-viewer-{secrets.token_hex(3)}", secrets.token_urlsafe(16)
+        status = page.evaluate(JS_CALL, ["POST", "/api/v1/admin/users",
+                                         {"username": viewer, "password": viewer_password, "role": "viewer"}])
+        assert status == 201, f"creating the viewer answered {status}"
+        sign_out(page)
+        sign_in(page, viewer, viewer_password)
+        assert page.locator(".nav >> text=Webhooks").count() == 0, "a viewer sees the Webhooks page"
+        page.click(".nav >> text=Alarms")
+        expect(page.locator("tbody tr").first).to_be_visible(timeout=20000)
+        page.locator("tbody tr").first.click()
+        expect(page.locator(".detail-panel")).to_be_visible()
+        assert page.locator("button:has-text('Ack'), button:has-text('Clear')").count() == 0, "a viewer sees Ack/Clear"
+        shot(page, shots, "12-viewer-alarms")
+        page.click(".nav >> text=Commands")
+        expect(page.locator(".toolbar h2")).to_have_text("Commands")
+        assert page.locator(".send-form").count() == 0, "a viewer sees the send form"
+        page.click(".nav >> text=Devices")
+        expect(page.locator("tbody tr").first).to_be_visible()
+        assert page.locator("button:has-text('Register device'), button:has-text('Disable')").count() == 0, \
+            "a viewer sees device changes"
+        print("viewer: no change buttons on alarms, commands, devices; no webhooks page")
+        sign_out(page)
+        sign_in(page, username, password)
+        watch.expected_failures.add(url + f"/api/v1/admin/users/{viewer}")
+        assert page.evaluate(JS_CALL, ["DELETE", f"/api/v1/admin/users/{viewer}", None]) == 204
+
         # -- sign out --------------------------------------------------------------------------------------
-        page.click("button:has-text('Sign out')")
-        expect(page.locator("form.signin")).to_be_visible()
+        sign_out(page)
         page.reload()
         expect(page.locator("form.signin")).to_be_visible()
         page.wait_for_timeout(300)

@@ -95,7 +95,8 @@ export class Fleet {
     if (!imei) return;
     const d = this.devices.get(imei);
     if (!d) {
-      if (ev.type === 'location' || ev.type === 'device_status' || ev.type === 'alarm') this.lookup(imei);
+      // before the first load the list will bring it; after it, it was registered since: fetch it
+      if (this.loaded && (ev.type === 'location' || ev.type === 'device_status' || ev.type === 'alarm')) this.lookup(imei);
       return;
     }
     if (ev.type === 'location' && ev.location) {

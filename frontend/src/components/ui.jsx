@@ -7,10 +7,34 @@ import { fmtAgo, fmtTime, humanize } from '../util.js';
 export const AppContext = createContext(null);
 export const useApp = () => useContext(AppContext);
 
-/** Re-render when the fleet store announces changes (throttled by the store). */
-export function useFleet(fleet) {
+/**
+ * Re-render when the fleet store announces changes, at most every `minMs` (lists and counts; the
+ * map's markers follow the store directly and faster).
+ */
+export function useFleet(fleet, minMs = 1000) {
   const [, setTick] = useState(0);
-  useEffect(() => fleet.subscribe(() => setTick((t) => t + 1)), [fleet]);
+  useEffect(() => {
+    let last = 0;
+    let timer = null;
+    const bump = () => {
+      last = Date.now();
+      setTick((t) => t + 1);
+    };
+    const off = fleet.subscribe(() => {
+      const wait = minMs - (Date.now() - last);
+      if (wait <= 0) bump();
+      else if (!timer) {
+        timer = setTimeout(() => {
+          timer = null;
+          bump();
+        }, wait);
+      }
+    });
+    return () => {
+      off();
+      clearTimeout(timer);
+    };
+  }, [fleet, minMs]);
   return fleet;
 }
 

@@ -67,7 +67,12 @@ export function Commands({ params }) {
   });
 
   const matches = (c) => (!imei || c.imei === imei) && (!statusFilter || c.status === statusFilter);
-  const upsert = (cmd, isNew) => setRows((r) => {
+  // the newest state seen on the feed per command: a POST's answer can arrive after the command's
+  // later events (a device online answers within milliseconds)
+  const seen = useRef(new Map());
+  const upsert = (given, isNew) => setRows((r) => {
+    const known = seen.current.get(given.id);
+    const cmd = known && RANK[known.status] > RANK[given.status] ? { ...given, ...known } : given;
     const i = r.findIndex((c) => c.id === cmd.id);
     if (i >= 0) {
       // a response may arrive after a newer event: a state never moves backwards
@@ -81,7 +86,15 @@ export function Commands({ params }) {
   });
 
   useFeed((ev) => {
-    if (ev.type === 'command_status' && ev.command) upsert(ev.command, !missing);
+    if (ev.type !== 'command_status' || !ev.command) return;
+    const known = seen.current;
+    const prev = known.get(ev.command.id);
+    if (!prev || RANK[ev.command.status] >= RANK[prev.status]) {
+      known.delete(ev.command.id);
+      known.set(ev.command.id, ev.command);
+    }
+    if (known.size > 1000) known.delete(known.keys().next().value);
+    upsert(ev.command, !missing);
   }, [imei, statusFilter, missing]);
 
   return (

@@ -9,6 +9,8 @@ import {
 } from '../components/ui.jsx';
 
 const LIST_LIMIT = 300;
+const AUTO_LABELS_MAX = 40;
+const AUTO_LABELS_ZOOM = 7;
 
 export function FleetMap({ params }) {
   const { fleet, navigate, toast } = useApp();
@@ -17,14 +19,15 @@ export function FleetMap({ params }) {
   const selected = params.imei || null;
   const [query, setQuery] = useState('');
   const [filter, setFilter] = useState('all');
-  const [labels, setLabels] = useState(null); // null: automatic (on for small fleets)
+  const [labels, setLabels] = useState(null); // null: automatic
+  const [autoLabels, setAutoLabels] = useState(false);
   const [showFences, setShowFences] = useState(false);
   const mapRef = useRef(null);
   const markers = useRef(new Map());
   const fitted = useRef(false);
 
   const devices = fleet.list();
-  const showLabels = labels ?? devices.length <= 100;
+  const showLabels = labels ?? autoLabels;
   const online = devices.filter((d) => d.online && d.enabled).length;
   const positioned = devices.filter((d) => d.last_location).length;
 
@@ -96,17 +99,33 @@ export function FleetMap({ params }) {
     if (pts.length) fitTo(mapRef.current, L.latLngBounds(pts), 13);
   };
 
+  // names on the map: automatic (on when few markers are in view and zoomed in), or as the user chose
+  const countLabels = () => {
+    const map = mapRef.current;
+    if (!map) return;
+    const b = map.getBounds();
+    let n = 0;
+    for (const m of markers.current.values()) if (b.contains(m.getLatLng()) && ++n > AUTO_LABELS_MAX) break;
+    setAutoLabels(map.getZoom() >= AUTO_LABELS_ZOOM && n <= AUTO_LABELS_MAX);
+  };
+
+  const fitOnce = () => {
+    if (fitted.current || !mapRef.current || !fleet.loaded) return;
+    if (!fleet.list().some((d) => d.last_location)) return;
+    fitted.current = true;
+    if (!selected) fitFleet();
+  };
+
   useEffect(() => fleet.subscribe((changed) => {
     if (!mapRef.current) return;
-    if (changed === null) syncAll();
-    else for (const imei of changed) {
+    if (changed === null) {
+      syncAll();
+      countLabels();
+    } else for (const imei of changed) {
       const d = fleet.get(imei);
       if (d) syncMarker(d);
     }
-    if (!fitted.current && fleet.loaded && positioned) {
-      fitted.current = true;
-      if (!selected) fitFleet();
-    }
+    fitOnce();
   }), [fleet, selected, showLabels]);
 
   // read-only hook for browser tests: the markers drawn on the canvas (they have no DOM elements)
@@ -125,10 +144,9 @@ export function FleetMap({ params }) {
   const onMap = (map) => {
     mapRef.current = map;
     syncAll();
-    if (fleet.loaded && fleet.list().some((d) => d.last_location)) {
-      fitted.current = true;
-      if (!selected) fitFleet();
-    }
+    fitOnce();
+    countLabels();
+    map.on('moveend', countLabels);
   };
 
   // restyle everything when the selection or label mode changes; centre on a newly selected device

@@ -3,11 +3,11 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { adminPath, allPages, del, get, missingEndpoint, post } from '../api.js';
 import { COLORS, fenceLayer, fitTo, L, textContent } from '../map.js';
-import { can, fmtNumber, humanize } from '../util.js';
-import { DeviceName, Empty, ErrorText, MapView, Time, useAction, useApp, useFeed } from '../components/ui.jsx';
+import { can, fmtNumber, fmtTime, humanize } from '../util.js';
+import { Empty, ErrorText, MapView, useAction, useApp, useFeed } from '../components/ui.jsx';
 
 export function Geofences() {
-  const { role } = useApp();
+  const { role, fleet } = useApp();
   const admin = can(role, 'admin');
   const [fences, setFences] = useState(null);
   const [events, setEvents] = useState(null);
@@ -147,9 +147,12 @@ export function Geofences() {
         {events && events.length ? (
           <ul class="mini-list">
             {events.map((e) => (
-              <li key={e.id} class="small">
-                <span class={`badge ${e.transition === 'enter' ? 'badge-info' : 'badge-warn'}`}>{humanize(e.transition)}</span>{' '}
-                {(fences || []).find((f) => f.id === e.geofence_id)?.name || 'fence'} · <DeviceName imei={e.imei} /> · <Time iso={e.ts} />
+              <li key={e.id} class="crossing">
+                <span class={`badge ${e.transition === 'enter' ? 'badge-info' : 'badge-warn'}`}>{humanize(e.transition)}</span>
+                <span class="crossing-text">
+                  <span><strong>{fleet.label(e.imei)}</strong> · {(fences || []).find((f) => f.id === e.geofence_id)?.name || 'a fence'}</span>
+                  <span class="muted small">{fmtTime(e.ts)}</span>
+                </span>
               </li>
             ))}
           </ul>

@@ -185,7 +185,7 @@ export function Track({ params }) {
       <aside class="sidebar sidebar-wide">
         <form class="panel-form" onSubmit={submit}>
           <label>Device<DevicePicker value={imei} onChange={setImei} required /></label>
-          <div class="row2">
+          <div class="row-stack">
             <label>From<input type="datetime-local" value={win.since} required
               onInput={(e) => setWin({ ...win, since: e.target.value })} /></label>
             <label>To<input type="datetime-local" value={win.until} required
