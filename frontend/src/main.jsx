@@ -60,6 +60,7 @@ function App() {
   }, []);
   const dismiss = useCallback((id) => setToasts((t) => t.filter((x) => x.id !== id)), []);
 
+  // on load: is there a session? (a server that cannot be reached is asked again every 5 s)
   const checkSession = useCallback(async () => {
     try {
       setSession(await api('GET', SESSION));
@@ -68,6 +69,18 @@ function App() {
       else {
         setNotice(`The server cannot be reached (${err.message}). Retrying…`);
         setTimeout(checkSession, 5000);
+      }
+    }
+  }, []);
+
+  // while signed in (the events feed was refused): only a 401 changes anything
+  const probeSession = useCallback(async () => {
+    try {
+      await api('GET', SESSION);
+    } catch (err) {
+      if (err.status === 401) {
+        setNotice('Your session has ended. Please sign in again.');
+        setSession(null);
       }
     }
   }, []);
@@ -91,14 +104,14 @@ function App() {
   }
   return (
     <>
-      <Console key={session.username} session={session} toast={toast} checkSession={checkSession}
+      <Console key={session.username} session={session} toast={toast} probeSession={probeSession}
         onSignOut={() => setSession(null)} />
       <Toasts items={toasts} dismiss={dismiss} />
     </>
   );
 }
 
-function Console({ session, toast, onSignOut, checkSession }) {
+function Console({ session, toast, onSignOut, probeSession }) {
   const route = useRoute();
   const authCheck = useRef(0);
   const feed = useMemo(() => new Feed({
@@ -106,7 +119,7 @@ function Console({ session, toast, onSignOut, checkSession }) {
       // the handshake was refused or the feed was closed for auth reasons: is the session still good?
       if (Date.now() - authCheck.current > 5000) {
         authCheck.current = Date.now();
-        checkSession();
+        probeSession();
       }
     },
   }), []);

@@ -20,6 +20,7 @@ export class Fleet {
     this.timer = null;
     this.lookups = new Set();
     this.waiting = new Set();
+    this.membership = 0; // bumped when devices are added, removed or renamed (not on every move)
     this.lastAlarm = new Map(); // imei -> the newest alarm seen on the feed since the page loaded
     this.failed = new Map(); // imei -> time of a failed look-up (not retried for RETRY_MS)
     if (feed) {
@@ -63,6 +64,7 @@ export class Fleet {
         if (d && (!d.last_location || d.last_location.ts < p.ts)) d.last_location = p;
       }
       this.error = null;
+      this.membership += 1;
     } catch (err) {
       this.error = err;
     }
@@ -86,6 +88,7 @@ export class Fleet {
 
   /** Replace one device's fields (after a PATCH, a registration...). */
   put(device) {
+    this.membership += 1;
     this.devices.set(device.imei, { ...this.devices.get(device.imei), ...device });
     this.touch(device.imei);
   }

@@ -38,6 +38,13 @@ export function useFleet(fleet, minMs = 1000) {
   return fleet;
 }
 
+/** Re-render when devices are added, removed or renamed (names in tables, device pickers). */
+export function useFleetMembership(fleet) {
+  const [, setSeen] = useState(fleet.membership);
+  useEffect(() => fleet.subscribe(() => setSeen(fleet.membership)), [fleet]);
+  return fleet.membership;
+}
+
 /** Re-render every `ms` (relative times). */
 export function useTicker(ms = 10000) {
   const [now, setNow] = useState(Date.now());
@@ -186,11 +193,12 @@ let pickerIds = 0;
  */
 export function DevicePicker({ value, onChange, placeholder = 'Device name or IMEI', required, id }) {
   const { fleet } = useApp();
+  const membership = useFleetMembership(fleet);
   const [listId] = useState(() => `devices-${++pickerIds}`);
   const [text, setText] = useState(() => (value ? labelFor(fleet, value) : ''));
   useEffect(() => {
     setText(value ? labelFor(fleet, value) : '');
-  }, [value]);
+  }, [value, membership]);
   const devices = fleet.list().sort((a, b) => (a.name || a.imei).localeCompare(b.name || b.imei)).slice(0, 2000);
   const resolve = (t) => {
     const s = t.trim();

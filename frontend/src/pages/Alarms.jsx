@@ -9,7 +9,7 @@ import {
 } from '../util.js';
 import {
   AlarmStatus, AlarmType, DeviceName, DevicePicker, Empty, ErrorText, MapView, Time, useAction, useApp, useFeed,
-  useReconnect,
+  useFleetMembership, useReconnect,
 } from '../components/ui.jsx';
 
 const PAGE = 50;
@@ -51,7 +51,8 @@ function matches(f, a) {
 }
 
 export function Alarms({ params }) {
-  const { navigate, role } = useApp();
+  const { fleet, navigate, role } = useApp();
+  useFleetMembership(fleet); // device names once the fleet has loaded
   const filters = filtersFrom(params);
   const key = JSON.stringify(filters);
   const [rows, setRows] = useState([]);

@@ -5,7 +5,8 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { adminPath, del, get, missingEndpoint, post } from '../api.js';
 import { can, COMMAND_STATUSES, fmtTime, fromLocalInput, humanize, toLocalInput, validImei } from '../util.js';
 import {
-  CommandStatus, DeviceName, DevicePicker, Empty, ErrorText, Time, useAction, useApp, useFeed, useReconnect,
+  CommandStatus, DeviceName, DevicePicker, Empty, ErrorText, Time, useAction, useApp, useFeed, useFleetMembership,
+  useReconnect,
 } from '../components/ui.jsx';
 
 const PAGE = 50;
@@ -21,7 +22,8 @@ function argsText(c) {
 }
 
 export function Commands({ params }) {
-  const { role, navigate } = useApp();
+  const { fleet, role, navigate } = useApp();
+  useFleetMembership(fleet); // device names once the fleet has loaded
   const imei = params.imei || '';
   const statusFilter = params.status || '';
   const [rows, setRows] = useState([]);

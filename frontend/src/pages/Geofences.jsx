@@ -4,10 +4,11 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { adminPath, allPages, del, get, missingEndpoint, post } from '../api.js';
 import { COLORS, fenceLayer, fitTo, L, textContent } from '../map.js';
 import { can, fmtNumber, fmtTime, humanize } from '../util.js';
-import { Empty, ErrorText, MapView, useAction, useApp, useFeed } from '../components/ui.jsx';
+import { Empty, ErrorText, MapView, useAction, useApp, useFeed, useFleetMembership } from '../components/ui.jsx';
 
 export function Geofences() {
   const { role, fleet } = useApp();
+  useFleetMembership(fleet);
   const admin = can(role, 'admin');
   const [fences, setFences] = useState(null);
   const [events, setEvents] = useState(null);

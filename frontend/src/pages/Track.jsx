@@ -6,7 +6,7 @@ import { COLORS, fitTo, L, textContent } from '../map.js';
 import {
   fmtDuration, fmtNumber, fmtTime, fromLocalInput, humanize, indexAtTime, positionAt, toLocalInput,
 } from '../util.js';
-import { AlarmType, DevicePicker, Empty, ErrorText, MapView, useApp } from '../components/ui.jsx';
+import { AlarmType, DevicePicker, Empty, ErrorText, MapView, useApp, useFleetMembership } from '../components/ui.jsx';
 
 const MAX_POINTS = 200000;
 const PRESETS = [['1 h', 3600], ['6 h', 6 * 3600], ['24 h', 86400], ['7 d', 7 * 86400]];
@@ -20,6 +20,7 @@ function windowFrom(params) {
 
 export function Track({ params }) {
   const { navigate, fleet } = useApp();
+  useFleetMembership(fleet);
   const [imei, setImei] = useState(params.imei || '');
   const [win, setWin] = useState(() => windowFrom(params));
   const [state, setState] = useState({ status: 'idle' });
