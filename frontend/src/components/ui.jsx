@@ -1,6 +1,6 @@
 // Small shared pieces: app context, toasts, badges, modal, map container, device picker.
 import { createContext } from 'preact';
-import { useContext, useEffect, useRef, useState } from 'preact/hooks';
+import { useContext, useEffect, useLayoutEffect, useRef, useState } from 'preact/hooks';
 import { createMap } from '../map.js';
 import { fmtAgo, fmtTime, humanize } from '../util.js';
 
@@ -119,7 +119,7 @@ export function Time({ iso, ago }) {
 }
 
 export function Modal({ title, onClose, children, wide }) {
-  useEffect(() => {
+  useLayoutEffect(() => { // at once, so an Escape right after opening closes it
     const onKey = (e) => e.key === 'Escape' && onClose();
     window.addEventListener('keydown', onKey);
     return () => window.removeEventListener('keydown', onKey);

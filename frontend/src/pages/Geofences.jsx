@@ -4,7 +4,9 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { adminPath, allPages, del, get, missingEndpoint, post } from '../api.js';
 import { COLORS, fenceLayer, fitTo, L, textContent } from '../map.js';
 import { can, fmtNumber, fmtTime, humanize } from '../util.js';
-import { Empty, ErrorText, MapView, useAction, useApp, useFeed, useFleetMembership } from '../components/ui.jsx';
+import {
+  Empty, ErrorText, MapView, useAction, useApp, useFeed, useFleetMembership, useReconnect,
+} from '../components/ui.jsx';
 
 export function Geofences() {
   const { role, fleet } = useApp();
@@ -36,6 +38,10 @@ export function Geofences() {
   }, []);
   useFeed((ev) => {
     if (typeof ev.type === 'string' && ev.type.startsWith('geofence')) loadEvents();
+  });
+  useReconnect(() => {
+    load();
+    loadEvents();
   });
 
   // draw the fences
