@@ -171,12 +171,12 @@ def run(url: str, username: str, password: str, shots: Path | None, headed: bool
         n = page.evaluate("() => window.truckxConsole.markers().length")
         rows = page.locator(".device-row").count()
         print(f"fleet map: {n} markers, {rows} devices listed")
-        first = page.evaluate("() => window.truckxConsole.markers()[0]")
+        before = {m["imei"]: (m["lat"], m["lon"]) for m in page.evaluate("() => window.truckxConsole.markers()")}
         moved = page.wait_for_function(
-            """([imei, lat, lon]) => window.truckxConsole.markers().some(
-                   (m) => m.imei === imei && (m.lat !== lat || m.lon !== lon))""",
-            arg=[first["imei"], first["lat"], first["lon"]], timeout=20000)
-        assert moved, "no marker moved"
+            """(before) => window.truckxConsole.markers().find(
+                   (m) => before[m.imei] && (m.lat !== before[m.imei][0] || m.lon !== before[m.imei][1]))""",
+            arg=before, timeout=20000).json_value()
+        first = moved  # a device that is online and reporting: the command goes to it
         print("fleet map: a marker moved with the events feed")
         shot(page, shots, "02-fleet")
         page.locator(".device-row").first.click()

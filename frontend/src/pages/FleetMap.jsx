@@ -133,7 +133,8 @@ export function FleetMap({ params }) {
     window.truckxConsole = {
       markers: () => [...markers.current].map(([imei, m]) => {
         const ll = m.getLatLng();
-        return { imei, lat: ll.lat, lon: ll.lng, color: m.options.fillColor };
+        const d = fleet.get(imei);
+        return { imei, lat: ll.lat, lon: ll.lng, color: m.options.fillColor, online: !!(d && d.online) };
       }),
     };
     return () => {
