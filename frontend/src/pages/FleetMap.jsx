@@ -113,7 +113,9 @@ export function FleetMap({ params }) {
     if (fitted.current || !mapRef.current || !fleet.loaded) return;
     if (!fleet.list().some((d) => d.last_location)) return;
     fitted.current = true;
-    if (!selected) fitFleet();
+    const m = selected && markers.current.get(selected);
+    if (m) mapRef.current.setView(m.getLatLng(), 11, { animate: false });
+    else fitFleet();
   };
 
   useEffect(() => fleet.subscribe((changed) => {
@@ -313,7 +315,7 @@ function DeviceDetails({ device, onBack }) {
             <li key={a.id}>
               <a href={`#/alarms?imei=${device.imei}&id=${a.id}`}>
                 <AlarmType type={a.type} />
-                <span class="small">{fmtTime(a.ts)}</span>
+                <span class="small">{fmtTime(a.ts, { seconds: false })}</span>
                 <AlarmStatus status={a.status} />
               </a>
             </li>
