@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install clean console
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(STAMP)
 ## the benchmark suite (prints the table, writes benchmarks/RESULTS.md)
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
+
+## rebuild the fleet console (truckx_server/static/) from frontend/ (Node 20, npm); the result is committed
+console:
+	cd frontend && npm ci --no-audit --no-fund && npm run build
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
