@@ -171,7 +171,8 @@ YES_OPT = typer.Option(False, "--yes", "-y", help=f"Do not ask for confirmation 
 @command(app, example=["truckx alarms ack 0b0c5a5e-3f0e-4a53-9a1f-6f1f2d9d8a11 --note 'driver called'",
                        "truckx alarms ack --imei 356938035643809 --type vibration --since 1d --yes"])
 def ack(ctx: typer.Context, alarm_ids: Optional[List[str]] = IDS_ARG,
-        note: Optional[str] = typer.Option(None, "--note", metavar="TEXT", help="A note stored with each acknowledgement."),
+        note: Optional[str] = typer.Option(None, "--note", metavar="TEXT",
+                                           help="A note stored with each acknowledgement."),
         imei: Optional[List[str]] = IMEI_OPT, type_: Optional[List[str]] = TYPE_OPT,
         status: Optional[List[str]] = STATUS_OPT, since: Optional[str] = SINCE_OPT, until: Optional[str] = UNTIL_OPT,
         bbox: Optional[str] = BBOX_OPT, has_video: Optional[bool] = VIDEO_OPT,

@@ -157,7 +157,9 @@ def send(ctx: typer.Context,
     with feed if feed is not None else contextlib.nullcontext():
         cmd = client.post(f"/api/v1/admin/devices/{seg(imei, 'IMEI')}/commands", body,
                           what=f"send {command_name.value} to {imei}")
-        if wait and cmd.get("status") not in FINAL:
+        if wait and cmd.get("status") in FINAL:  # the device answered before the server did
+            info(f"command {cmd.get('id')} {cmd.get('status')}")
+        elif wait:
             info(f"command {cmd.get('id')} {cmd.get('status')}; waiting up to {timeout:g} s for the device")
             if cmd.get("status") == "queued" and not device.get("online"):
                 info(f"device {imei} is offline: the command stays queued until it connects "

@@ -22,7 +22,10 @@ MAX_FRAME = 4 * 1024 * 1024
 
 
 def events_url(http_url: str, imeis: list[str]) -> str:
-    ws = "wss://" + http_url[len("https://"):] if http_url.startswith("https://") else "ws://" + http_url[len("http://"):]
+    if http_url.startswith("https://"):
+        ws = "wss://" + http_url[len("https://"):]
+    else:
+        ws = "ws://" + http_url[len("http://"):]
     query = urlencode([("imei", i) for i in imeis])
     return f"{ws}/api/v1/admin/events" + (f"?{query}" if query else "")
 

@@ -39,8 +39,9 @@ def _base(imei: str) -> str:
 
 @command(app, "list", example=["truckx videos list 356938035643809",
                                "truckx videos list 356938035643809 --all --json"])
-def list_(ctx: typer.Context, imei: str = IMEI_ARG, limit: Optional[int] = LIMIT_OPT, cursor: Optional[str] = CURSOR_OPT,
-          all_: bool = ALL_OPT, as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) -> None:
+def list_(ctx: typer.Context, imei: str = IMEI_ARG, limit: Optional[int] = LIMIT_OPT,
+          cursor: Optional[str] = CURSOR_OPT, all_: bool = ALL_OPT, as_json: bool = JSON_OPT,
+          as_csv: bool = CSV_OPT) -> None:
     """List a device's videos."""
     fmt = choose(as_json, as_csv)
     list_paged(client_of(ctx), _base(check_imei(imei)), [], COLUMNS, limit=limit, cursor=cursor, follow=all_, fmt=fmt,

@@ -100,8 +100,9 @@ def watch(ctx: typer.Context,
           count: Optional[int] = typer.Option(None, "--count", "-n", min=1, help="Stop after this many events."),
           seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Stop after this many seconds."),
           rows: int = typer.Option(25, "--rows", min=1, max=1000, help="Events kept on screen in the live view."),
-          reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect", help="Once connected, connect again "
-                                         "with backoff when the feed closes (server restart) instead of exiting.")) -> None:
+          reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect",
+                                         help="Once connected, connect again with backoff when the feed closes "
+                                              "(server restart) instead of exiting.")) -> None:
     """Follow the live feed: locations, alarms, devices going on/offline, command status, videos.
 
     The live view shows each device's name beside its IMEI (looked up once per device). If the server
