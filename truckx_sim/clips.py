@@ -82,8 +82,8 @@ class ClipSpec:
     """What a clip looks like. ``label`` is burned in (the device's IMEI, or a pool name)."""
 
     label: str = "TRUCKX-SIM"
-    width: int = 640
-    height: int = 360
+    width: int = 480
+    height: int = 270
     fps: int = 15
     seconds: float = 4.0
     crf: int = 30

@@ -149,8 +149,8 @@ async def upload_video(device: "SimDevice", name: str, source: Source) -> tuple[
                     offset = int(h.headers.get("Upload-Offset", "0") or 0) if h.status_code == 200 else 0
                     if offset:
                         stats.incr("upload_resumes")
-                headers = {**device.auth_headers(), "X-Content-SHA256": digest,
-                           "Content-Type": "video/mp4" if isinstance(source, ClipSource) else "application/octet-stream"}
+                kind = "video/mp4" if isinstance(source, ClipSource) else "application/octet-stream"
+                headers = {**device.auth_headers(), "X-Content-SHA256": digest, "Content-Type": kind}
                 stop_at = size // 2 if interrupt and attempt == 0 else None
                 if offset == 0:
                     headers["Content-Length"] = str(size)
