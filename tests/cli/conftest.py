@@ -230,7 +230,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("cli")
     settings = config.load(environ={}, host="127.0.0.1", port=0, data_dir=tmp / "data",
                            initial_admin_password=Secret(ADMIN_PASSWORD), batch_interval_ms=10,
-                           login_rate_per_min=1000, store_timeout_s=5.0)
+                           login_rate_per_min=1000, device_login_rate_per_min=1000, store_timeout_s=5.0)
     srv = ServerThread(settings)
     srv.start()
     password_file = tmp / "admin-password"
