@@ -61,7 +61,7 @@ class Node:
         self.alarms = AlarmService(self.sql.alarms, self.bus, metrics)
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
-        self.events = EventService(self.hub, self.bus)
+        self.events = EventService(self.hub, self.bus, settings.max_feeds_per_user)
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes)
 
