@@ -94,9 +94,9 @@ class UserService:
             return await asyncio.to_thread(fn, *args)
 
     async def login(self, username: Any, password: Any, address: str) -> tuple[str, dt.datetime, str]:
-        """A token for a user's password. Sizes are checked first (nothing longer than a username or a
-        password can be reaches the limiter, the database or argon2); then ``login_guard`` (per
-        username and address, per address, a per-username brake; see ``ratelimit.LoginGuard``)."""
+        """A token for a user's password. Sizes are checked first (no username or password longer than
+        one may be gets to the limiter, the database or argon2); then ``login_guard`` (per username and
+        address, per address, a per-username brake; see ``ratelimit.LoginGuard``)."""
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise InvalidArgument("username and password are required")
         if len(username) > USERNAME_MAX:
