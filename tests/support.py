@@ -6,11 +6,12 @@ test API through which a test looks inside the server where the public API canno
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import httpx
 import tornado.httpclient
@@ -199,6 +200,21 @@ class Probe:
     async def save_last_seen(self) -> None:
         await self._node.devices.save_last_seen()
 
+    @contextlib.contextmanager
+    def failing(self, service: str, method: str, message: str = "injected failure") -> Iterator[None]:
+        """While inside, ``node.<service>.<method>`` raises RuntimeError (an unexpected error, the kind
+        that reaches a handler's uncaught-exception path)."""
+        target = getattr(self._node, service)
+
+        def fail(*_args: Any, **_kwargs: Any) -> Any:
+            raise RuntimeError(message)
+
+        setattr(target, method, fail)
+        try:
+            yield
+        finally:
+            delattr(target, method)
+
     # -- live state of this process --------------------------------------------------------------
 
     def is_online(self, imei: str) -> bool:
@@ -236,6 +252,11 @@ class Probe:
     def batcher(self) -> Any:
         """The location batcher (tests swap its ``store`` for one that fails or blocks)."""
         return self._node.batcher
+
+    @property
+    def login_guards(self) -> dict[str, Any]:
+        """The login limiters (``ratelimit.LoginGuard``) of admin users and of devices."""
+        return {"admin": self._node.users.login_guard, "device": self._node.devices.login_guard}
 
     def ws_message_count(self, kind: str) -> int:
         return self._node.metrics.ws_message_count(kind)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import signal
 import socket
 import sys
@@ -31,12 +32,25 @@ def routes() -> list:
     return table
 
 
+def route_names(table: list) -> dict[type, str]:
+    """Each handler class's route as a pattern (``/api/v1/admin/devices/{imei}``): the ``route`` label of
+    the request metric, a closed set, never the raw path."""
+    names: dict[type, str] = {NotFoundHandler: "unmatched"}
+    for rule in table:
+        pattern, cls = rule[0], rule[1]
+        name = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
+        names[cls] = re.sub(r"\((?!\?)[^)]*\)", "{}", name)
+    return names
+
+
 def make_app(node: Node) -> tornado.web.Application:
     s = node.settings
+    table = routes()
     return tornado.web.Application(
-        routes(),
+        table,
         node=node,
         metrics=node.metrics,
+        route_names=route_names(table),
         log_function=logs.log_function,
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=s.max_ws_message_bytes,

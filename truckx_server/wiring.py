@@ -56,12 +56,12 @@ class Node:
 
         # domain services
         self.devices = DeviceService(self.sql.devices, self.location_store, self.hub, self.bus, self.tokens,
-                                     device_key)
+                                     device_key, settings.device_login_rate_per_min)
         self.users = UserService(self.sql.users, self.bus, self.tokens, settings.login_rate_per_min)
         self.alarms = AlarmService(self.sql.alarms, self.bus, metrics)
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
-        self.events = EventService(self.hub, self.bus)
+        self.events = EventService(self.hub, self.bus, settings.max_feeds_per_user)
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes)
 

@@ -13,14 +13,17 @@ from typing import Any
 from .. import auth
 from ..bus import Bus
 from ..config import Secret
-from ..errors import Conflict, InvalidArgument, NotFound, RateLimited, Unauthorized
+from ..errors import Conflict, InvalidArgument, NotFound, Unauthorized
 from ..models import format_time, utcnow
-from ..ratelimit import RateLimiter
+from ..ratelimit import MAX_SUBJECT_CHARS, LoginGuard, address_key, login_key
 from ..storage.sql.users import UserRows
 from ..vocab import ROLE_ADMIN, ROLES
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+USERNAME_MAX = MAX_SUBJECT_CHARS
 PASSWORD_MIN, PASSWORD_MAX = 12, 1024
+#: password hashes (argon2id, 64 MiB each) computed at once; the others wait their turn
+HASHING_CONCURRENCY = 2
 #: how long a user check (the user exists with the token's role) is reused. A change through the bus
 #: takes effect at once on every process; without one, within this bound.
 CHECK_TTL_S = 3.0
@@ -64,7 +67,8 @@ class UserService:
         self.rows = rows
         self.bus = bus
         self.tokens = tokens
-        self.login_limiter = RateLimiter(login_rate_per_min, 60.0)
+        self.login_guard = LoginGuard(login_rate_per_min)
+        self._hashing = asyncio.Semaphore(HASHING_CONCURRENCY)
         self.checks = UserChecks()
         bus.on_invalidate(self._invalidated)
 
@@ -83,16 +87,30 @@ class UserService:
 
     # -- login and token checks ------------------------------------------------------------------
 
+    async def _hash_call(self, fn: Any, *args: Any) -> Any:
+        """Run an argon2 call on a worker thread, at most HASHING_CONCURRENCY at once (each takes 64 MiB
+        and a core for tens of milliseconds: unbounded, a burst of logins is a memory and CPU attack)."""
+        async with self._hashing:
+            return await asyncio.to_thread(fn, *args)
+
     async def login(self, username: Any, password: Any, address: str) -> tuple[str, dt.datetime, str]:
+        """A token for a user's password. Sizes are checked first (no username or password longer than
+        one may be gets to the limiter, the database or argon2); then ``login_guard`` (per username and
+        address, per address, a per-username brake; see ``ratelimit.LoginGuard``)."""
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise InvalidArgument("username and password are required")
-        for key in ("user:" + username.lower(), "addr:" + address):
-            if not self.login_limiter.allow(key):
-                raise RateLimited("too many login attempts; wait a minute")
+        if len(username) > USERNAME_MAX:
+            raise InvalidArgument(f"username must be at most {USERNAME_MAX} characters")
+        if len(password) > PASSWORD_MAX:
+            raise InvalidArgument(f"password must be at most {PASSWORD_MAX} characters")
+        subject, where = login_key(username), address_key(address)
+        self.login_guard.begin(subject, where)
         user = await self.rows.get(username)
-        ok = await asyncio.to_thread(auth.check_password, password, user["password_hash"] if user else None)
+        ok = await self._hash_call(auth.check_password, password, user["password_hash"] if user else None)
         if not ok or user is None:
+            self.login_guard.failed(subject, where)
             raise Unauthorized("wrong username or password")
+        self.login_guard.succeeded(subject, where)
         token, expires = self.tokens.issue(user["username"], user["role"])
         return token, expires, user["role"]
 
@@ -130,7 +148,7 @@ class UserService:
             raise InvalidArgument("role must be " + " or ".join(ROLES))
         if await self.rows.get(username) is not None:
             raise Conflict(f"user {username!r} exists already")
-        hashed = await asyncio.to_thread(auth.hash_password, password)
+        hashed = await self._hash_call(auth.hash_password, password)
         now = utcnow()
         self.bus.invalidate(CHANGED, username)
         await self.rows.create(username, hashed, role, now)

@@ -7,17 +7,19 @@ the server-wide limit (which is as large as the largest video).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import tornado.web
 from tornado import httputil
 
-from .. import paging
+from .. import logs, paging
 from ..auth import Principal
+from ..config import Network
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
-                      TruckxError, Unauthorized)
+                      RateLimited, TruckxError, Unauthorized)
 from ..models import require_object
 
 if TYPE_CHECKING:
@@ -46,6 +48,42 @@ def bearer_token(request: httputil.HTTPServerRequest, allow_query: bool = False)
         if values:
             return values[-1].decode("utf-8", "replace")
     return None
+
+
+#: X-Forwarded-For hops looked at, from the right (a longer chain is cut, not parsed)
+MAX_FORWARDED_HOPS = 16
+
+
+def client_address(request: httputil.HTTPServerRequest, trusted: Sequence[Network]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the rightmost address
+    of ``X-Forwarded-For`` that is not itself a trusted proxy (each proxy appends the address it saw, so
+    only what our own proxies appended can be believed; anything left of it the client could write).
+    An entry that is not an IP address ends the walk at the last trusted hop."""
+    peer = request.remote_ip or ""
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = ",".join(request.headers.get_list("X-Forwarded-For"))
+    hops = forwarded.rsplit(",", MAX_FORWARDED_HOPS)[-MAX_FORWARDED_HOPS:]
+    address = peer
+    for hop in reversed(hops):
+        try:
+            ip = ipaddress.ip_address(hop.strip())
+        except ValueError:
+            break
+        address = str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+        if not _is_trusted(address, trusted):
+            break
+    return address
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in trusted)
 
 
 class ApiMixin:
@@ -92,6 +130,15 @@ class ApiMixin:
     def events(self) -> "EventService":
         return self.node.events
 
+    @property
+    def client_address(self) -> str:
+        """The client's address (``X-Forwarded-For`` only from ``--trusted-proxies``): every
+        per-address limit and the logs use this."""
+        cached = getattr(self, "_client_address", None)
+        if cached is None:
+            cached = self._client_address = client_address(self.request, self.node.settings.trusted_proxies)
+        return cached
+
     def authenticate(self, allow_query_token: bool = False) -> Principal | None:
         """Check the token against ``roles`` for this request's method; sets ``self.principal``."""
         method = self.request.method or "GET"
@@ -129,15 +176,20 @@ class ApiMixin:
         self.set_status(status)  # type: ignore[attr-defined]
         self.clear_header("Content-Disposition")  # type: ignore[attr-defined]
         self.set_header("Content-Type", "application/json; charset=utf-8")  # type: ignore[attr-defined]
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            self.set_header("Retry-After", str(exc.retry_after))  # type: ignore[attr-defined]
         metrics = self.application.settings.get("metrics")
         if metrics is not None:
             metrics.errors.labels(body["error"]["code"]).inc()
         self.finish(json.dumps(body))  # type: ignore[attr-defined]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Tornado's own versions print the raw URI (with any ``?token=``); this one the scrubbed URI,
+        for plain and WebSocket handlers alike."""
         if isinstance(value, (TruckxError, tornado.web.HTTPError)):
             return  # an expected client error; the access log has the status
-        super().log_exception(typ, value, tb)  # type: ignore[misc]
+        log.error("uncaught exception in %s", logs.request_summary(self.request, self.client_address),
+                  exc_info=(typ, value, tb))
 
 
 @tornado.web.stream_request_body

@@ -110,8 +110,12 @@ class DeviceVideoHandler(DeviceHandler):
             if headers.get("Upload-Complete", "?0").strip() not in ("?0", "?1"):
                 raise InvalidArgument("Upload-Complete must be ?1 or ?0")
         self._limit = self.videos.max_bytes
-        self._writer = await self.videos.begin(self.imei, self._name, offset, length)
-        self._writer.on_preempt = self._cut_off
+        self._writer = await self.videos.begin(self.imei, self._name, offset, length, on_preempt=self._cut_off)
+        # a disable or a rotation that came while the upload was being set up was not seen by it (the
+        # upload cuts itself off only from now on): check the device again, now that its cache entry
+        # would have been dropped
+        if self.principal is not None:
+            await self.devices.authenticate(self.principal)
         self._read_in_large_pieces()
 
     def _read_in_large_pieces(self) -> None:
@@ -140,8 +144,9 @@ class DeviceVideoHandler(DeviceHandler):
             stream.read_chunk_size = size
 
     def _cut_off(self) -> None:
-        """A newer request of this device for the same file took over: drop this connection (its
-        on_connection_close puts the part away at its durable offset)."""
+        """A newer request of this device for the same file took over, or the device was disabled or its
+        secret rotated: drop this connection (its on_connection_close puts the part away at its durable
+        offset)."""
         stream = getattr(self.request.connection, "stream", None)
         if stream is not None:
             stream.close()

@@ -27,7 +27,9 @@ WEBSOCKETS = {
                           "1009 frame too large."},
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
                              "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
-                             "?token=. A client that falls 1000 events behind is closed with 4429."},
+                             "?token=. A client that falls 1000 events or 4 MiB behind is closed with 4429; "
+                             "a user's feed beyond --max-feeds-per-user (default 8) on one process closes that "
+                             "user's oldest feed with 4409."},
 }
 
 
