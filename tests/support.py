@@ -188,6 +188,23 @@ class Probe:
     def location_store(self) -> Any:
         return self._node.location_store
 
+    async def sqlite_pragma(self, name: str) -> dict[str, Any]:
+        """``PRAGMA <name>`` as the server's own connections see it, for each store kept in SQLite
+        (``sql``, ``locations``); empty when no store is."""
+        if not name.isidentifier():
+            raise ValueError(name)
+        out: dict[str, Any] = {}
+        if self._node.sql.dialect == "sqlite":
+            async def q(conn: Any) -> Any:
+                return (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+            out["sql"] = await self._node.sql.db.run(q, write=False)
+        from truckx_server.storage.locations_sqlite import SqliteLocationStore
+
+        if isinstance(self._node.location_store, SqliteLocationStore):
+            async with self._node.location_store.db.execute(f"PRAGMA {name}") as cur:
+                out["locations"] = (await cur.fetchone())[0]
+        return out
+
     # -- actions as the server takes them --------------------------------------------------------
 
     async def set_enabled(self, imei: str, enabled: bool) -> None:

@@ -96,6 +96,15 @@ class Settings:
     #: admin event feeds one user may hold open on one process; a newer one closes the oldest (4409)
     max_feeds_per_user: int = 8
     migrate_on_start: bool = True
+    #: open connections at most; 0: derived from the file-descriptor limit (RLIMIT_NOFILE) with headroom
+    max_connections: int = 0
+    #: a connection must send a complete request head within this long (after connecting, or after its
+    #: previous response on a kept-alive connection); covers WebSocket handshakes, which authenticate
+    header_timeout_s: float = 15.0
+    #: a request body that sends nothing for this long is cut off (an upload's part is kept for resume)
+    body_idle_timeout_s: float = 60.0
+    #: bytes a device WebSocket may have queued for writing; a device that does not read is closed (4429)
+    ws_write_buffer_bytes: int = 256 * 1024
 
     def __post_init__(self) -> None:
         if not isinstance(self.trusted_proxies, tuple) or not all(
@@ -123,9 +132,12 @@ class Settings:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         for name in ("batch_max_points", "batch_interval_ms", "batch_queue_points", "max_video_bytes",
                      "max_ws_message_bytes", "device_token_ttl_s", "admin_token_ttl_s", "command_ttl_s",
-                     "sql_pool_size", "login_rate_per_min", "device_login_rate_per_min", "max_feeds_per_user"):
+                     "sql_pool_size", "login_rate_per_min", "device_login_rate_per_min", "max_feeds_per_user",
+                     "ws_write_buffer_bytes", "header_timeout_s", "body_idle_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.max_connections < 0:
+            raise ConfigError("max_connections must be 0 (from the file-descriptor limit) or positive")
         if self.batch_queue_points < self.batch_max_points:
             raise ConfigError("batch_queue_points must be at least batch_max_points")
         for url_name in ("sql_url", "locations_url"):
@@ -167,6 +179,10 @@ _OPTIONS: dict[str, tuple[type | Callable[[str], Any], str]] = {
                                         "X-Forwarded-For is believed (default: none, the header is ignored)"),
     "max_feeds_per_user": (int, "admin event feeds one user may hold open per process (a newer one "
                                 "closes the oldest with 4409)"),
+    "max_connections": (int, "open connections at most (0: from the file-descriptor limit, with headroom)"),
+    "header_timeout_s": (float, "seconds a connection has to send a request head (also the keep-alive idle time)"),
+    "body_idle_timeout_s": (float, "seconds a request body may send nothing before it is cut off"),
+    "ws_write_buffer_bytes": (int, "bytes a device WebSocket may have queued for writing (more closes it, 4429)"),
 }
 
 

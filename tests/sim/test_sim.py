@@ -4,6 +4,7 @@ and every point the simulated devices generated is stored exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -56,8 +57,13 @@ async def assert_stored_exactly_once(server: RunningServer, summary) -> int:  # 
 async def test_fleet_survives_restart_and_reset(server_factory: ServerFactory) -> None:
     server = await server_factory()
     creds = await register_many(server, 30)
-    config = sim_config(server, 30, duration_s=7.0)
-    run = asyncio.create_task(arun(config, creds))
+    # The fleet drives until everything below has happened (at most 60 s), not for a fixed time: on a
+    # loaded machine a restart over MariaDB + MongoDB can take longer than a fixed window allows.
+    latest: dict[str, object] = {}
+    done = asyncio.Event()
+    config = sim_config(server, 30, duration_s=60.0)
+    run = asyncio.create_task(arun(config, creds, on_tick=lambda stats, _gauges: latest.update(stats=stats),
+                                   stop_early=done.is_set))
 
     await asyncio.sleep(2.0)
     # forced restart over the same stores and port
@@ -74,7 +80,22 @@ async def test_fleet_survives_restart_and_reset(server_factory: ServerFactory) -
     interval_cmd = await server.probe.send_command(
         creds[1]["imei"], {"command": "set_report_interval", "args": {"seconds": 1}}, "test")
 
-    summary = await asyncio.wait_for(run, 60)
+    async def until_done() -> None:
+        """Both commands answered, and all 30 devices connected again (the reset one once more)."""
+        while not run.done():
+            stats = latest.get("stats")
+            statuses = [(await server.probe.sql.commands.get(c["id"]))["status"] for c in (reset_cmd, interval_cmd)]
+            if (stats is not None and statuses == ["succeeded", "succeeded"] and stats.connected == 30
+                    and stats.counters["connects"] >= 30 * 2 + 1):
+                done.set()
+                return
+            await asyncio.sleep(0.1)
+
+    watcher = asyncio.create_task(until_done())
+    summary = await asyncio.wait_for(run, 120)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
     out = summary.to_json()
     assert out["devices"] == 30 and out["connected"] == 30
     assert out["points_acked"] >= out["points_generated"] > 30 * 10
