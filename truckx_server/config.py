@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -39,6 +40,28 @@ class Secret:
 
 class ConfigError(ValueError):
     """A setting has a value the server cannot run with."""
+
+
+DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+#: an absolute tile URL template: http(s), a host (optionally a leading ``{s}.`` subdomain), a port, a path
+_TILE_URL = re.compile(r"(?P<origin>https?://(?:\{s\}\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?)"
+                       r"(?P<path>/[^\s'\";,\\]*)", re.IGNORECASE)
+_TILE_PATH = re.compile(r"/(?!/)[^\s'\";,\\]*")
+
+
+def tile_source(template: str) -> str | None:
+    """The Content-Security-Policy source of a tile URL template (its origin, ``{s}.`` as ``*.``), or
+    None for a same-origin path. :class:`ConfigError` for anything else: the template goes into the page
+    and the policy, so only a plain http(s) URL or absolute path with ``{z}``, ``{x}`` and ``{y}`` is taken."""
+    if not all(p in template for p in ("{z}", "{x}", "{y}")):
+        raise ConfigError("tile_url must contain {z}, {x} and {y}")
+    if _TILE_PATH.fullmatch(template):
+        return None
+    m = _TILE_URL.fullmatch(template)
+    if m is None:
+        raise ConfigError("tile_url must be an http(s) URL template such as " + DEFAULT_TILE_URL
+                          + " ({s}. allowed at the start of the host only), or a path on this server")
+    return m.group("origin").replace("{s}", "*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +96,12 @@ class Settings:
     initial_admin_password: Secret | None = None
     login_rate_per_min: int = 10
     migrate_on_start: bool = True
+    #: the console map's tile URL template; its origin joins the page's img-src
+    tile_url: str = DEFAULT_TILE_URL
+    #: videos read for metadata and a thumbnail at once, each in its own child process (0: none)
+    media_workers: int = 1
+    #: wall-clock limit for reading one video's metadata and thumbnail, in seconds
+    media_timeout_s: float = 20.0
 
     @property
     def resolved_sql_url(self) -> str:
@@ -100,6 +129,11 @@ class Settings:
             url = getattr(self, url_name)
             if url and url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "mysql", "mariadb", "mongodb"):
                 raise ConfigError(f"{url_name}: unsupported scheme in {url.split(':', 1)[0]!r}")
+        tile_source(self.tile_url)
+        if not 0 <= self.media_workers <= 64:
+            raise ConfigError("media_workers must be 0-64")
+        if not 0 < self.media_timeout_s <= 3600:
+            raise ConfigError("media_timeout_s must be more than 0 and at most 3600")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
@@ -128,6 +162,9 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "log_level": (str, "debug, info, warning or error"),
     "initial_admin_password": (Secret, "password of the first admin user (default: random, printed once)"),
     "login_rate_per_min": (int, "admin login attempts per minute per username and per address"),
+    "tile_url": (str, "map tile URL template of the console ({z}/{x}/{y}, optional {s}); default OpenStreetMap's"),
+    "media_workers": (int, "videos read at once for metadata and thumbnails, one child process each (0: off)"),
+    "media_timeout_s": (float, "time limit of reading one video's metadata and thumbnail, seconds"),
 }
 
 

@@ -1,6 +1,8 @@
 """The admin live event feed: ``GET /api/v1/admin/events`` (WebSocket), roles admin and viewer.
 
-Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log). Optional ``?imei=``
+Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log), or the console's
+session cookie: browsers send cookies on cross-site WebSocket handshakes too, so a handshake made with
+the cookie must come from this server's own pages (``Origin`` naming this host). Optional ``?imei=``
 (repeatable, or comma-separated) keeps only those devices' events. Each frame is one event from
 the bus (``domain/events.py``): ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video", "at", "imei",
 ...}``.
@@ -21,6 +23,7 @@ from typing import Any, Callable
 import tornado.web
 import tornado.websocket
 
+from ..errors import Forbidden
 from ..models import validate_imei
 from ..vocab import CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
@@ -45,15 +48,22 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     # -- handshake -------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        self.authenticate(allow_query_token=True)
+        await self.authenticate(allow_query_token=True)
+        origin = self.request.headers.get("Origin")
+        if self.session is not None and origin is not None and not self.same_origin(origin):
+            raise Forbidden("an event feed opened with the session cookie must come from this server's pages")
         await self.users.check(self.principal)
         wanted: list[str] = []
         for value in self.get_query_arguments("imei"):
             wanted.extend(v.strip() for v in value.split(",") if v.strip())
         self._imeis = frozenset(validate_imei(v) for v in wanted)
 
+    def same_origin(self, origin: str) -> bool:
+        """Tornado's same-origin rule: the Origin's host and port are the request's Host."""
+        return super().check_origin(origin)
+
     def check_origin(self, origin: str) -> bool:
-        return True  # authentication is the bearer token, never a cookie
+        return True  # a bearer token may come from anywhere; the cookie's origin is checked in prepare
 
     # -- feed ------------------------------------------------------------------------------------
 
