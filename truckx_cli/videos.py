@@ -23,6 +23,7 @@ COLUMNS = [("Name", "name"), ("Size", lambda v: human_size(v.get("size"))), ("Co
            ("Uploaded", lambda v: short_time(v.get("uploaded_at"))),
            ("SHA-256", lambda v: (v.get("sha256") or "")[:12] + ("…" if v.get("sha256") else "")),
            ("Alarms", lambda v: len(v.get("alarm_ids") or []))]
+FLEET_COLUMNS = [("Device", "imei"), *COLUMNS]
 CHUNK = 256 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -34,11 +35,15 @@ def _base(imei: str) -> str:
 
 
 @app.command("list")
-def list_(ctx: typer.Context, imei: str, limit: Optional[int] = LIMIT_OPT, cursor: Optional[str] = CURSOR_OPT,
+def list_(ctx: typer.Context,
+          imei: Optional[str] = typer.Argument(None, help="A device's IMEI; without it, every device's videos, "
+                                               "newest first."),
+          limit: Optional[int] = LIMIT_OPT, cursor: Optional[str] = CURSOR_OPT,
           all_: bool = ALL_OPT, as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) -> None:
-    """List a device's videos."""
+    """List a device's videos, or every device's."""
     fmt = choose(as_json, as_csv)
-    list_paged(client_of(ctx), _base(imei), [], COLUMNS, limit=limit, cursor=cursor, follow=all_, fmt=fmt)
+    path, columns = (_base(imei), COLUMNS) if imei is not None else ("/api/v1/admin/videos", FLEET_COLUMNS)
+    list_paged(client_of(ctx), path, [], columns, limit=limit, cursor=cursor, follow=all_, fmt=fmt)
 
 
 def _sha_from_headers(headers: Any) -> str | None:

@@ -96,13 +96,15 @@ async def test_alarm_with_files_round_trips_and_retries_are_idempotent(sql_store
     assert (stored["imei"], stored["type"], stored["ts"], stored["lat"], stored["lon"], stored["speed_kmh"],
             stored["details"], stored["status"], stored["received_at"]) == \
         (imei, "CRASH", NOW, 52.123456789, 13.987654321, 42.5, a.details, "active", NOW)
-    assert stored["files"] == [{"name": "a.mp4", "arrived": False}, {"name": "b.mp4", "arrived": False}]
+    assert stored["files"] == [{"name": "a.mp4", "arrived": False, "thumbnail": False},
+                               {"name": "b.mp4", "arrived": False, "thumbnail": False}]
     again, created = await sql_store.alarms.insert(imei, a, NOW + dt.timedelta(seconds=5))
     assert not created and again == stored
     with pytest.raises(Conflict):  # another device reusing the id
         await sql_store.alarms.insert(await device(sql_store), a, NOW)
     await sql_store.videos.upsert(imei, "a.mp4", 10, "cd" * 32, True, NOW)
-    assert (await sql_store.alarms.get(a.id) or {})["files"][0] == {"name": "a.mp4", "arrived": True}
+    assert (await sql_store.alarms.get(a.id) or {})["files"][0] == {"name": "a.mp4", "arrived": True,
+                                                                     "thumbnail": False}
     assert await sql_store.alarms.get(str(uuid.uuid4())) is None
 
 

@@ -19,6 +19,7 @@ import contextlib
 import json
 import logging
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import tornado.web
 import tornado.websocket
@@ -49,8 +50,7 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     async def prepare(self) -> None:
         await self.authenticate(allow_query_token=True)
-        origin = self.request.headers.get("Origin")
-        if self.session is not None and origin is not None and not self.same_origin(origin):
+        if self.session is not None and self.cross_origin():
             raise Forbidden("an event feed opened with the session cookie must come from this server's pages")
         await self.users.check(self.principal)
         wanted: list[str] = []
@@ -58,9 +58,16 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             wanted.extend(v.strip() for v in value.split(",") if v.strip())
         self._imeis = frozenset(validate_imei(v) for v in wanted)
 
-    def same_origin(self, origin: str) -> bool:
-        """Tornado's same-origin rule: the Origin's host and port are the request's Host."""
-        return super().check_origin(origin)
+    def cross_origin(self) -> bool:
+        """Whether a browser made this handshake from another origin: ``Sec-Fetch-Site`` when the browser
+        sends it (``same-origin``, or ``none`` for one typed in), else ``Origin`` against ``Host``. A
+        client that sends neither is not a browser (and holds the cookie itself)."""
+        headers = self.request.headers
+        site = headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site not in ("same-origin", "none")
+        origin = headers.get("Origin")
+        return origin is not None and urlsplit(origin).netloc.lower() != headers.get("Host", "").lower()
 
     def check_origin(self, origin: str) -> bool:
         return True  # a bearer token may come from anywhere; the cookie's origin is checked in prepare
