@@ -170,7 +170,7 @@ class MediaProber:
             self._count("timeout")
             log.info("media probe stopped after %.0f s", self.timeout_s)
             return MediaInfo()
-        except (_Abandon, asyncio.IncompleteReadError, ConnectionError, ValueError) as exc:
+        except (_Abandon, asyncio.IncompleteReadError, ConnectionError, ValueError, struct.error) as exc:
             self._count("failed")
             log.info("media probe failed: %s", exc if isinstance(exc, _Abandon) else type(exc).__name__)
             return MediaInfo()

@@ -86,8 +86,8 @@ def test_admin_walkthrough(watched: tuple[Any, Watch], fleet: Fleet) -> None:
     assert "xsrf-victim" not in json.dumps(api_json(fleet, "GET", "/api/v1/admin/users"))
 
     # -- the fleet map: every reporting device, moving live ----------------------------------------------
-    page.wait_for_function(f"() => window.truckxConsole && window.truckxConsole.markers().length >= {len(fleet.sim_imeis)}",
-                           timeout=20000)
+    page.wait_for_function("(n) => window.truckxConsole && window.truckxConsole.markers().length >= n",
+                           arg=len(fleet.sim_imeis), timeout=20000)
     drawn = {m["imei"] for m in markers(page)}
     assert set(fleet.sim_imeis) <= drawn
     before = {m["imei"]: (m["lat"], m["lon"]) for m in markers(page)}

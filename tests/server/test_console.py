@@ -105,8 +105,9 @@ def test_tile_urls_that_could_break_the_page_or_policy_are_refused() -> None:
     assert tile_source("https://{s}.tile.example.org/{z}/{x}/{y}.png") == "https://*.tile.example.org"
     assert tile_source("/tiles/{z}/{x}/{y}.png") is None  # this server: 'self'
     for bad in ("https://a.example/{z}/{x}/{y}.png; script-src *", "https://a.example/{z}/{x}/{y}.png' x",
-                "javascript:alert(1)//{z}{x}{y}", "//evil.example/{z}/{x}/{y}.png", "https://a{s}.example/{z}/{x}/{y}",
-                "https://a.example/{z}/{x}.png", "ftp://a.example/{z}/{x}/{y}.png", "https://a.example/{z}/{x}/{y}\"><"):
+                "javascript:alert(1)//{z}{x}{y}", "//evil.example/{z}/{x}/{y}.png",
+                "https://a{s}.example/{z}/{x}/{y}", "https://a.example/{z}/{x}.png", "ftp://a.example/{z}/{x}/{y}.png",
+                "https://a.example/{z}/{x}/{y}\"><"):
         with pytest.raises(ConfigError):
             load(environ={}, tile_url=bad)
 

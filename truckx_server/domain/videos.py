@@ -6,7 +6,9 @@ for listings and for the alarms' per-file ``arrived``, and is repaired from the 
 it behind. Once a video is complete its metadata and thumbnail are read from it in the background
 (``media.py``: a bounded child process reading through the store), recorded in the index, and announced
 with a second ``video`` event; what was not read (a restart, a full queue, a store error) is caught up by
-:meth:`VideoService.sweep`, which the housekeeping runs. One upload of a file runs at a time: its claim (``storage.base.UploadClaim``) is taken in
+:meth:`VideoService.sweep`, which the housekeeping runs.
+
+One upload of a file runs at a time: its claim (``storage.base.UploadClaim``) is taken in
 :meth:`VideoService.begin` and released when the upload ends, by finishing, pausing or abandoning it.
 """
 
@@ -36,11 +38,14 @@ SWEEP_BATCH = 20
 
 
 def video_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {"imei": row["imei"], "name": row["name"], "size": row["size"], "sha256": row["sha256"],
-            "complete": row["complete"], "uploaded_at": format_time(row["uploaded_at"]),
-            "alarm_ids": row.get("alarm_ids", []), "duration_s": row.get("duration_s"),
-            "width": row.get("width"), "height": row.get("height"), "codec": row.get("codec"),
-            "thumbnail": bool(row.get("thumbnail"))}
+    """A video as listed (``alarm_ids`` when the row was read with them: listings, not events)."""
+    out = {"imei": row["imei"], "name": row["name"], "size": row["size"], "sha256": row["sha256"],
+           "complete": row["complete"], "uploaded_at": format_time(row["uploaded_at"]),
+           "duration_s": row.get("duration_s"), "width": row.get("width"), "height": row.get("height"),
+           "codec": row.get("codec"), "thumbnail": bool(row.get("thumbnail"))}
+    if "alarm_ids" in row:
+        out["alarm_ids"] = row["alarm_ids"]
+    return out
 
 
 def _cursor_time(value: Any) -> Any:
