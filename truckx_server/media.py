@@ -105,7 +105,7 @@ def _child_env() -> dict[str, str]:
 class MediaProber:
     def __init__(self, workers: int = 1, timeout_s: float = 20.0, queue_limit: int = 1000,
                  memory_bytes: int = MEMORY_BYTES, read_budget: int = READ_BUDGET,
-                 thumb_width: int = THUMB_WIDTH) -> None:
+                 thumb_width: int = THUMB_WIDTH, on_outcome: Callable[[str], None] | None = None) -> None:
         self.workers = workers
         self.timeout_s = timeout_s
         self.queue_limit = queue_limit
@@ -117,8 +117,9 @@ class MediaProber:
         self._running = 0
         self._children: set[asyncio.subprocess.Process] = set()
         self.closed = False
-        #: outcomes, for the metrics and the tests: "video", "not_video", "timeout", "failed"
+        #: outcomes so far: "video", "not_video", "timeout", "failed" (each also told to ``on_outcome``)
         self.outcomes: dict[str, int] = {}
+        self._on_outcome = on_outcome
 
     @property
     def enabled(self) -> bool:
@@ -153,6 +154,8 @@ class MediaProber:
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+        if self._on_outcome is not None:
+            self._on_outcome(outcome)
 
     async def _run(self, size: int, read: ReadRange) -> MediaInfo:
         proc = await asyncio.create_subprocess_exec(

@@ -69,7 +69,8 @@ class Node:
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
         self.events = EventService(self.hub, self.bus)
-        self.media = MediaProber(workers=settings.media_workers, timeout_s=settings.media_timeout_s)
+        self.media = MediaProber(workers=settings.media_workers, timeout_s=settings.media_timeout_s,
+                                 on_outcome=lambda outcome: metrics.video_probes.labels(outcome).inc())
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes, self.media)
 

@@ -115,6 +115,8 @@ async def test_files_that_are_not_decodable_videos_get_nulls(server: RunningServ
         assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = await server.http.get(f"/api/v1/admin/devices/{dev.imei}/videos", headers=admin)
     assert {v["name"]: v["codec"] for v in r.json()["items"]} == {n: None for n in files}
+    metrics = (await server.http.get("/metrics")).text
+    assert f'truckx_video_probes_total{{outcome="not_video"}} {float(len(files))}' in metrics
 
 
 async def test_thumbnail_is_404_until_made_and_for_unknown_names(server_factory: ServerFactory) -> None:
