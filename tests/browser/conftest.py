@@ -284,6 +284,7 @@ def browser(chromium: str) -> Iterator[Any]:
 def watched(browser: Any, fleet: Fleet) -> Iterator[tuple[Any, Watch]]:
     """A fresh browser context (its own cookies) with a page, watched."""
     context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(20_000)
     watch = Watch(fleet.url)
     watch.attach(context)
     page = context.new_page()

@@ -19,6 +19,8 @@ from tests.browser.conftest import ROUTE, TILE_ORIGIN, Fleet, Watch, api_json, r
 from tests.process import ADMIN_PASSWORD
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+# the machine may be busy: wait up to 15 s for what should show (conditions, never fixed sleeps)
+expect.set_options(timeout=15_000)
 
 #: a same-origin API call from the page, as the console makes it (XSRF header from the _xsrf cookie);
 #: resolves to [status, body]

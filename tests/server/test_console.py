@@ -371,7 +371,19 @@ async def test_events_feed_takes_the_cookie_from_this_origin_only(server: Runnin
         f"ws://127.0.0.1:{server.port}/api/v1/admin/events",
         headers={"Authorization": f"Bearer {token}", "Origin": "http://elsewhere.example"}))
     ws.close()
-    # a revoked or made-up cookie: 401
+    # signing out closes the feeds opened with the session (4401), and the cookie opens none any more
+    browser = await sign_in(server)
+    cookie = browser.cookies["truckx_session"]
+    ws = await events_with_cookie(server, cookie, Origin=own)
+    assert (await browser.delete("/api/v1/admin/session", headers=xsrf(browser))).status_code == 204
+    await browser.aclose()
+    assert await asyncio.wait_for(ws.read_message(), 10) is None
+    ws.close()
+    assert ws.close_code == 4401
+    with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
+        await events_with_cookie(server, cookie, Origin=own)
+    assert refused.value.code == 401
+    # a made-up cookie: 401
     with pytest.raises(tornado.httpclient.HTTPClientError) as refused:
         await events_with_cookie(server, "A" * 43, Origin=own)
     assert refused.value.code == 401

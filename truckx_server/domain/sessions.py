@@ -10,8 +10,9 @@ every process.
 - The cookie is 32 random bytes; the SQL store keeps only its SHA-256, so reading the database gives no
   usable cookie. A session lasts as long as an admin token (``admin_token_ttl_s``).
 - Each process caches a session it has read for :data:`CACHE_TTL_S` (bounded). Signing out deletes the
-  row and sends ``session.revoked`` through the bus, so every process drops its copy at once; without a
-  cluster bus the cache bounds how long another process could still accept it.
+  row and sends ``session.revoked`` through the bus, so every process drops its copy and closes the
+  event feeds opened with it at once; without a cluster bus the cache bounds how long another process
+  could still accept it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import logging
 import re
 import secrets
 import time
-from typing import Any, Awaitable, Protocol
+from typing import Any, Awaitable, Callable, Protocol
 
 from .. import auth
 from ..bus import Bus
@@ -87,6 +88,8 @@ class SessionService:
         self._cache: dict[str, tuple[Session, float]] = {}
         #: moves with every revocation, so that a read racing one caches nothing
         self._generation = 0
+        #: session id -> what to do when it ends (close the event feeds opened with it); one per feed
+        self._watchers: dict[str, set[Callable[[], None]]] = {}
         bus.on_invalidate(self._invalidated)
 
     async def sign_in(self, username: Any, password: Any, address: str) -> tuple[str, Session]:
@@ -134,6 +137,19 @@ class SessionService:
             await self.rows.delete(sid)
             self.bus.invalidate(REVOKED, sid)
 
+    def on_end(self, session: Session, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call ``callback`` once when ``session`` is signed out (on any process); returns the function
+        that stops watching."""
+        self._watchers.setdefault(session.id, set()).add(callback)
+
+        def stop() -> None:
+            callbacks = self._watchers.get(session.id)
+            if callbacks is not None:
+                callbacks.discard(callback)
+                if not callbacks:
+                    del self._watchers[session.id]
+        return stop
+
     async def purge_expired(self) -> int:
         return await self.rows.delete_expired(utcnow())
 
@@ -141,3 +157,8 @@ class SessionService:
         if kind == REVOKED:
             self._generation += 1
             self._cache.pop(key, None)
+            for callback in list(self._watchers.pop(key, ())):
+                try:
+                    callback()
+                except Exception:
+                    log.exception("a session watcher failed")

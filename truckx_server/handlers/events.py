@@ -26,7 +26,7 @@ import tornado.websocket
 
 from ..errors import Forbidden
 from ..models import validate_imei
-from ..vocab import CLOSE_TOO_SLOW, READ
+from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
 
 log = logging.getLogger("truckx.events")
@@ -43,6 +43,7 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         self._imeis: frozenset[str] = frozenset()
         self._queue: asyncio.Queue[str] = asyncio.Queue(self.queue_events)
         self._unsubscribe: Callable[[], None] | None = None
+        self._unwatch: Callable[[], None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -77,7 +78,13 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     def open(self, *args: Any) -> None:
         self.set_nodelay(True)
         self._unsubscribe = self.events.open_feed(self, self._on_event)
+        if self.session is not None:  # signing out, on any process, ends the feeds opened with the session
+            self._unwatch = self.sessions.on_end(self.session, self._signed_out)
         self._writer = asyncio.ensure_future(self._write_loop())
+
+    def _signed_out(self) -> None:
+        self._stop()
+        self.close(CLOSE_CREDENTIALS_CHANGED, "signed out")
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if self._closed or (self._imeis and event.get("imei") not in self._imeis):
@@ -102,6 +109,9 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
 
     def on_message(self, message: str | bytes) -> None:
         """The feed is one-way; a client's ``{"type": "ping"}`` is answered, anything else ignored."""
