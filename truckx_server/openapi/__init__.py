@@ -28,7 +28,8 @@ WEBSOCKETS = {
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
                              "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
                              "?token=, or the console's session cookie (then the Origin must be this server's: 403 "
-                 "otherwise). A client that falls 1000 events behind is closed with 4429."},
+                 "otherwise; signing out closes the feed with 4401). A client that falls 1000 events behind "
+                 "is closed with 4429."},
 }
 
 
