@@ -9,7 +9,7 @@ STAMP_TEST := $(VENV)/.installed-test
 HOST ?= $(or $(TRUCKX_HOST),127.0.0.1)
 PORT ?= $(or $(TRUCKX_PORT),8888)
 
-.PHONY: run test bench install install-run clean console
+.PHONY: run test bench install install-run clean console screenshots
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -40,6 +40,10 @@ test: $(STAMP_TEST)
 ## the benchmark suite (prints the table, writes benchmarks/RESULTS.md)
 bench: $(STAMP_TEST)
 	$(PY) benchmarks/run_all.py
+
+## refresh docs/screenshots/ (the browser tests, writing their screenshots there)
+screenshots: $(STAMP_TEST)
+	TRUCKX_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 ## rebuild the fleet console (truckx_server/static/) from frontend/ (Node 20, npm); the result is committed
 console:

@@ -20,8 +20,11 @@ from tests.server.support import (HTTP_METHODS, implemented_methods, is_websocke
                                              route_table)
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/v1/openapi.json"),
-          ("POST", "/api/v1/device/login"), ("POST", "/api/v1/admin/login")}
+          ("POST", "/api/v1/device/login"), ("POST", "/api/v1/admin/login"), ("POST", "/api/v1/admin/session"),
+          ("GET", "/"), ("GET", "/static/{}"), ("HEAD", "/static/{}")}
 READ_METHODS = {"GET", "HEAD"}
+#: changes every signed-in user may make about themselves (not only admins)
+SELF_SERVICE = {("DELETE", "/api/v1/admin/session")}
 
 
 def operations() -> list[tuple[str, str, type]]:
@@ -56,7 +59,7 @@ def test_admin_and_device_routes_require_roles() -> None:
         if allowed is None:
             problems.append(f"{method} {template} is public but not in the public list")
         elif template.startswith("/api/v1/admin/"):
-            want = {"admin", "viewer"} if method in READ_METHODS else {"admin"}
+            want = {"admin", "viewer"} if method in READ_METHODS or (method, template) in SELF_SERVICE else {"admin"}
             if set(allowed) != want:
                 problems.append(f"{method} {template}: roles {allowed}, expected {sorted(want)}")
         elif template.startswith("/api/v1/device/"):
@@ -100,7 +103,8 @@ async def test_live_requests_are_refused_without_the_right_role(server: RunningS
         wrong = device if template.startswith("/api/v1/admin/") else admin
         r = await call(wrong)
         assert r.status_code == 403, f"{method} {template} with the wrong kind of token: {r.status_code}"
-        if template.startswith("/api/v1/admin/") and method not in READ_METHODS:
+        admin_only = method not in READ_METHODS and (method, template) not in SELF_SERVICE
+        if template.startswith("/api/v1/admin/") and admin_only:
             r = await call(viewer)
             assert r.status_code == 403, f"{method} {template} as viewer: {r.status_code}"
             assert r.json()["error"] == {"code": "forbidden",
