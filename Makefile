@@ -22,9 +22,10 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## the benchmark suite (prints the table, writes benchmarks/RESULTS.md)
+## the benchmark suite (prints the table; a full run writes benchmarks/RESULTS.md and benchmarks/results.json)
+## e.g. make bench BENCH_ARGS="--only 1,6 --quick"; see benchmarks/README.md (--profile, compare.py)
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
