@@ -56,7 +56,7 @@ def free_port() -> int:
 # -- results ---------------------------------------------------------------------------------------
 
 #: how far a ratio may move between two runs before compare.py calls it a change (see README.md)
-NOISE = {"rate": 0.10, "time": 0.15, "memory": 0.10, "tail": 0.30}
+NOISE = {"rate": 0.10, "time": 0.20, "memory": 0.10, "tail": 0.35}
 
 
 @dataclass

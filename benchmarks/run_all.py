@@ -86,11 +86,17 @@ def markdown(rows: list[Row], ctx: Context, started: str, elapsed: float, loads:
     return "\n".join(out)
 
 
-def results_json(rows: list[Row], started: str, elapsed: float, loads: dict[str, dict], argv: str,
-                 args: argparse.Namespace) -> dict:
+def results_json(rows: list[Row], row_runs: list[str], started: str, elapsed: float, loads: dict[str, dict],
+                 argv: str, args: argparse.Namespace) -> dict:
+    out = []
+    for r, run in zip(rows, row_runs):
+        d = r.to_json()
+        # which scenario run measured it, and the 1-minute load average at its start and end
+        d.update(run=run, load=[loads[run]["start"][0], loads[run]["end"][0]])
+        out.append(d)
     return {"version": RESULTS_VERSION, "date": started, "elapsed_s": round(elapsed, 1), "command": argv,
             "quick": args.quick, "profile": args.profile, "scenarios_run": list(loads),
-            "machine": machine_info(), "scenarios": loads, "rows": [r.to_json() for r in rows]}
+            "machine": machine_info(), "scenarios": loads, "rows": out}
 
 
 def print_table(rows: list[Row]) -> None:
@@ -128,6 +134,7 @@ def main() -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     t0 = time.monotonic()
     rows: list[Row] = []
+    row_runs: list[str] = []
     loads: dict[str, dict] = {}
     for key in chosen:
         name = SCENARIOS[key]
@@ -145,6 +152,7 @@ def main() -> int:
         for r in got:
             r.note = (r.note + "; " if r.note else "") + f"load {loads[key]['start'][0]}"
         rows += got
+        row_runs += [key] * len(got)
         ctx.say(f"== scenario {key} took {time.monotonic() - t:.0f}s (load average {loads[key]['end'][0]})")
     elapsed = time.monotonic() - t0
 
@@ -152,7 +160,7 @@ def main() -> int:
     argv = ("python benchmarks/run_all.py " + " ".join(sys.argv[1:])).strip()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "RESULTS.md").write_text(markdown(rows, ctx, started, elapsed, loads, argv))
-    (out_dir / "results.json").write_text(json.dumps(results_json(rows, started, elapsed, loads, argv, args),
+    (out_dir / "results.json").write_text(json.dumps(results_json(rows, row_runs, started, elapsed, loads, argv, args),
                                                      indent=1, default=str) + "\n")
     print(f"wrote {out_dir / 'RESULTS.md'} and results.json ({elapsed / 60:.1f} min)")
     return 0
