@@ -102,6 +102,14 @@ def main(argv: list[str] | None = None) -> int:
         out.append(f"| load avg, scenario {sc} (start / end) | {loads(la)} | {loads(lb)} |")
     print("\n".join(out))
     print()
+    cores = min(a.get("machine", {}).get("cores") or 2, b.get("machine", {}).get("cores") or 2)
+    busy = sorted(sc for run in (a, b) for sc, v in run.get("scenarios", {}).items()
+                  if max(v["start"][0], v["end"][0]) > cores)
+    if busy:
+        print(f"WARNING: the load average exceeded the {cores} cores during scenario(s) "
+              f"{', '.join(sorted(set(busy)))} in at least one run: the machine was shared, the noise factors below "
+              "assume comparable, quiet runs, so re-run those before trusting a verdict there.")
+        print()
     print("noise factors: " + ", ".join(f"{k} {v:.0%}" for k, v in noise.items())
           + " (a ratio must move by more than this factor to count as a change)")
     print()
