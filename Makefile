@@ -37,9 +37,10 @@ run: $(STAMP_RUN)
 test: $(STAMP_TEST)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## the benchmark suite (prints the table, writes benchmarks/RESULTS.md)
+## the benchmark suite (prints the table; a full run writes benchmarks/RESULTS.md and benchmarks/results.json)
+## e.g. make bench BENCH_ARGS="--only 1,6 --quick"; see benchmarks/README.md (--profile, compare.py)
 bench: $(STAMP_TEST)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 ## refresh docs/screenshots/ (the browser tests, writing their screenshots there)
 screenshots: $(STAMP_TEST)
