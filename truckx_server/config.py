@@ -95,6 +95,15 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     #: admin event feeds one user may hold open on one process; a newer one closes the oldest (4409)
     max_feeds_per_user: int = 8
+    #: retention: points, videos (unless evidence) and cleared alarms older than this many days are
+    #: deleted by background passes; 0 keeps them forever
+    retain_locations_days: int = 0
+    retain_videos_days: int = 0
+    retain_alarms_days: int = 0
+    #: seconds between retention passes (the first runs 10 s after start)
+    retention_interval_s: int = 3600
+    #: trips and stops: a stop is at least this long below 5 km/h, or a gap in reports this long
+    stop_min_s: int = 300
     migrate_on_start: bool = True
 
     def __post_init__(self) -> None:
@@ -123,9 +132,13 @@ class Settings:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         for name in ("batch_max_points", "batch_interval_ms", "batch_queue_points", "max_video_bytes",
                      "max_ws_message_bytes", "device_token_ttl_s", "admin_token_ttl_s", "command_ttl_s",
-                     "sql_pool_size", "login_rate_per_min", "device_login_rate_per_min", "max_feeds_per_user"):
+                     "sql_pool_size", "login_rate_per_min", "device_login_rate_per_min", "max_feeds_per_user",
+                     "retention_interval_s", "stop_min_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        for name in ("retain_locations_days", "retain_videos_days", "retain_alarms_days"):
+            if not 0 <= getattr(self, name) <= 100_000:
+                raise ConfigError(f"{name} must be 0 (keep forever) or a number of days up to 100000")
         if self.batch_queue_points < self.batch_max_points:
             raise ConfigError("batch_queue_points must be at least batch_max_points")
         for url_name in ("sql_url", "locations_url"):
@@ -167,6 +180,13 @@ _OPTIONS: dict[str, tuple[type | Callable[[str], Any], str]] = {
                                         "X-Forwarded-For is believed (default: none, the header is ignored)"),
     "max_feeds_per_user": (int, "admin event feeds one user may hold open per process (a newer one "
                                 "closes the oldest with 4409)"),
+    "retain_locations_days": (int, "delete location points older than this many days (0: keep forever)"),
+    "retain_videos_days": (int, "delete videos uploaded more than this many days ago, unless attached to an "
+                                "alarm that is not cleared (0: keep forever)"),
+    "retain_alarms_days": (int, "delete cleared alarms whose ts is older than this many days (0: keep forever)"),
+    "retention_interval_s": (int, "seconds between retention passes (the first runs 10 s after start)"),
+    "stop_min_s": (int, "trips and stops: a stop lasts at least this many seconds below 5 km/h, or is a gap "
+                        "in reports this long"),
 }
 
 

@@ -34,6 +34,9 @@ class Metrics:
         self.alarms = Counter("truckx_alarms", "Alarms stored", ["type"], registry=r)
         self.commands = Counter("truckx_commands", "Command status changes", ["status"], registry=r)
         self.queue_points = Gauge("truckx_location_queue_points", "Location points waiting to be written", registry=r)
+        #: kind: locations, alarms or videos (a closed set)
+        self.retention_removed = Counter("truckx_retention_removed", "Items deleted by retention passes", ["kind"],
+                                         registry=r)
 
 
     MESSAGE_KINDS = ("location", "locations", "command_result", "ping", "binary", "invalid", "unknown")

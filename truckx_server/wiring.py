@@ -20,6 +20,7 @@ from .domain.commands import CommandService
 from .domain.devices import DeviceService
 from .domain.events import EventService
 from .domain.locations import LocationService
+from .domain.retention import RetentionPolicy, RetentionService
 from .domain.users import UserService
 from .domain.videos import VideoService
 from .hub import Hub
@@ -65,6 +66,11 @@ class Node:
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes)
 
+        self.retention = RetentionService(
+            self.sql.retention, self.location_store, self.video_store,
+            RetentionPolicy(settings.retain_locations_days, settings.retain_videos_days, settings.retain_alarms_days),
+            settings.retention_interval_s, metrics)
+
         # the location hot path: group commit with cumulative acks
         self.batcher = LocationBatcher(
             self.location_store, max_points=settings.batch_max_points, interval_ms=settings.batch_interval_ms,
@@ -89,6 +95,8 @@ class Node:
         await self.bus.start()
         self.batcher.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.retention.policy.enabled:
+            self._tasks.append(asyncio.create_task(self.retention.run_forever(), name="retention"))
 
     async def flush_locations(self, timeout_s: float = 10.0) -> bool:
         return await self.batcher.flush(timeout_s)

@@ -137,6 +137,10 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     assert r.status_code == 206 and r.content == data[:10]
     r = await http.head(f"/api/v1/admin/devices/{dev.imei}/videos/a.mp4", headers=admin)
     assert r.status_code == 200
+    r = await http.delete(f"/api/v1/admin/devices/{dev.imei}/videos/b.mp4", headers=admin)
+    assert r.status_code == 204, r.text
+    r = await http.get("/api/v1/admin/storage", headers=admin)
+    assert r.status_code == 200 and r.json()["videos"]["count"] == 1
 
     r = await http.post(f"/api/v1/admin/devices/{dev.imei}/commands", json={"command": "reset"}, headers=admin)
     assert r.status_code == 202

@@ -4,6 +4,9 @@
 point a no-op, so duplicates never exist in storage. ``latest`` holds each device's newest point so that
 the fleet overview reads one row per device. Times are integer microseconds since the epoch.
 One aiosqlite connection (its own thread) does the writes, so the event loop never blocks on disk.
+Retention deletes through it too, a bounded batch per write, so a flush waits for one batch at most; the
+counts of ``stats`` (a scan of the table) run on a second, read-only connection that WAL lets read
+beside the writer.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import aiosqlite
 
@@ -61,6 +64,8 @@ class SqliteLocationStore:
         self.timeout_s = timeout_s
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        #: opened on the first ``stats``: long reads that must not queue behind (or ahead of) writes
+        self._reader: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +76,9 @@ class SqliteLocationStore:
         await self._db.commit()
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -129,3 +137,51 @@ class SqliteLocationStore:
             args = list(imeis)
         async with self.db.execute(sql + " ORDER BY imei", args) as cur:
             return [_point(r) for r in await cur.fetchall()]
+
+    async def devices(self) -> list[str]:
+        async with self.db.execute("SELECT imei FROM latest ORDER BY imei") as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    async def delete_before(self, imei: str, before: dt.datetime, limit: int) -> int:
+        cutoff = to_us(before)
+        async with self._lock:
+            try:
+                cur = await self.db.execute(
+                    "DELETE FROM locations WHERE imei = ? AND ts IN "
+                    "(SELECT ts FROM locations WHERE imei = ? AND ts < ? ORDER BY ts LIMIT ?)",
+                    (imei, imei, cutoff, limit))
+                removed = cur.rowcount
+                await cur.close()
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
+        return max(0, removed)
+
+    async def _read_connection(self) -> aiosqlite.Connection:
+        if self._reader is None:
+            self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout_s)
+        return self._reader
+
+    async def stats(self) -> dict[str, Any]:
+        reader = await self._read_connection()
+        async with reader.execute("SELECT COUNT(*) FROM locations") as cur:
+            count = (await cur.fetchone())[0]  # type: ignore[index]
+        oldest: int | None = None
+        async with reader.execute("SELECT imei FROM latest") as cur:
+            imeis = [r[0] for r in await cur.fetchall()]
+        for imei in imeis:  # one index seek per device: the key is (imei, ts), so MIN(ts) alone would scan
+            async with reader.execute("SELECT MIN(ts) FROM locations WHERE imei = ?", (imei,)) as cur:
+                first = (await cur.fetchone())[0]  # type: ignore[index]
+            if first is not None and (oldest is None or first < oldest):
+                oldest = first
+        size: int | None
+        try:
+            async with reader.execute("SELECT SUM(pgsize) FROM dbstat WHERE name IN "
+                                      "('locations', 'sqlite_autoindex_locations_1')") as cur:
+                size = (await cur.fetchone())[0]  # type: ignore[index]
+        except aiosqlite.OperationalError:  # dbstat not compiled in: the file's used pages
+            async with reader.execute("SELECT (page_count - freelist_count) * page_size "
+                                      "FROM pragma_page_count, pragma_freelist_count, pragma_page_size") as cur:
+                size = (await cur.fetchone())[0]  # type: ignore[index]
+        return {"count": int(count), "bytes": int(size or 0), "oldest": from_us(oldest) if oldest is not None else None}

@@ -1,5 +1,5 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
-aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``."""
+aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``, ``.retention``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from .alarms import AlarmRows
 from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
+from .retention import RetentionRows
 from .users import UserRows
 from .videos import VideoRows
 
@@ -23,6 +24,7 @@ class SqlStore:
         self.alarms = AlarmRows(self.db)
         self.videos = VideoRows(self.db)
         self.commands = CommandRows(self.db)
+        self.retention = RetentionRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()

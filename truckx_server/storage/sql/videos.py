@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .engine import SqlEngine, row_dict, to_db
-from .schema import alarm_files, videos
+from .schema import alarm_files, alarms, videos
 
 
 class VideoRows:
@@ -36,6 +36,14 @@ class VideoRows:
 
     async def delete(self, imei: str, name: str) -> None:
         await self.db.execute(videos.delete().where(videos.c.imei == imei, videos.c.name == name))
+
+    async def evidence(self, imei: str, name: str) -> list[str]:
+        """The alarms naming (imei, name) that are not cleared: while there is one, the video is evidence."""
+        rows = await self.db.all(
+            sa.select(alarm_files.c.alarm_id).select_from(alarm_files.join(alarms, alarms.c.id == alarm_files.c.alarm_id))
+            .where(alarm_files.c.imei == imei, alarm_files.c.name == name, alarms.c.status != "cleared")
+            .order_by(alarm_files.c.alarm_id))
+        return [r["alarm_id"] for r in rows]
 
     async def page(self, imei: str, limit: int, after_name: str | None = None) -> list[dict[str, Any]]:
         """Videos of one device by name (keyset: names strictly after ``after_name``), each with
