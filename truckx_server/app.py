@@ -16,14 +16,15 @@ import tornado.web
 
 from . import config, logs, migrate
 from .config import Settings
-from .handlers import (alarms, commands, device_socket, devices, events, locations, openapi, ops, retention, users,
-                       videos)
+from .handlers import (alarms, commands, device_socket, devices, events, locations, openapi, ops, retention, trips,
+                       users, videos)
 from .handlers.base import NotFoundHandler
 from .wiring import Node
 
 log = logging.getLogger("truckx")
 
-ROUTE_MODULES = [ops, openapi, devices, users, alarms, locations, commands, videos, retention, device_socket, events]
+ROUTE_MODULES = [ops, openapi, devices, users, alarms, locations, trips, commands, videos, retention, device_socket,
+                 events]
 
 
 def routes() -> list:

@@ -21,6 +21,7 @@ from .domain.devices import DeviceService
 from .domain.events import EventService
 from .domain.locations import LocationService
 from .domain.retention import RetentionPolicy, RetentionService
+from .domain.trips import TripService
 from .domain.users import UserService
 from .domain.videos import VideoService
 from .hub import Hub
@@ -66,6 +67,7 @@ class Node:
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes)
 
+        self.trips = TripService(self.location_store, self.sql.alarms, self.sql.devices, settings.stop_min_s)
         self.retention = RetentionService(
             self.sql.retention, self.location_store, self.video_store,
             RetentionPolicy(settings.retain_locations_days, settings.retain_videos_days, settings.retain_alarms_days),

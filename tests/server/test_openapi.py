@@ -124,9 +124,14 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     await http.post(f"/api/v1/admin/alarms/{alarm['id']}/ack", json={"note": "ok"}, headers=admin)
     await http.post(f"/api/v1/admin/alarms/{alarm['id']}/clear", headers=admin)
 
-    for fmt in ("json", "geojson", "gpx", "csv"):
+    for fmt in ("json", "geojson", "gpx", "kml", "csv"):
         r = await http.get(f"/api/v1/admin/devices/{dev.imei}/locations", params={"format": fmt}, headers=admin)
         assert r.status_code == 200
+    for what in ("trips", "stops"):
+        r = await http.get(f"/api/v1/admin/devices/{dev.imei}/{what}", params={"since": "2025-12-31T00:00:00Z",
+                                                                            "until": "2026-01-02T00:00:00Z"},
+                           headers=admin)
+        assert r.status_code == 200 and r.json() == {"items": []}
     await http.get("/api/v1/admin/locations/latest", headers=admin)
 
     r = await http.get(f"/api/v1/admin/devices/{dev.imei}/videos", headers=admin)

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..domain.events import EventService
     from ..domain.locations import LocationService
     from ..domain.retention import RetentionService
+    from ..domain.trips import TripService
     from ..domain.users import UserService
     from ..domain.videos import VideoService
     from ..wiring import Node
@@ -135,6 +136,10 @@ class ApiMixin:
     @property
     def retention(self) -> "RetentionService":
         return self.node.retention
+
+    @property
+    def trips(self) -> "TripService":
+        return self.node.trips
 
     @property
     def client_address(self) -> str:
