@@ -160,7 +160,8 @@ class SqliteLocationStore:
 
     async def _read_connection(self) -> aiosqlite.Connection:
         if self._reader is None:
-            self._reader = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout_s)
+            self._reader = await aiosqlite.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True,
+                                                   timeout=self.timeout_s)
         return self._reader
 
     async def stats(self) -> dict[str, Any]:
