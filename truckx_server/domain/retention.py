@@ -14,9 +14,9 @@ How a pass runs:
   UPDATE on a row with an expiry); a process that does not get it skips the pass. The lease outlives
   a pass's time budget, and is released when the pass ends, so a process that dies mid-pass holds it
   up only until it expires;
-- in bounded batches (a few thousand points, a few hundred alarms, a hundred videos), each one short
-  write; after each batch the pass sleeps as long as the batch took (at least a few milliseconds), so
-  the stores spend at most about half their time on retention and ingest's flushes get in between;
+- in bounded batches (500 points of one device, 500 alarms, 100 videos), each one short write; after
+  each batch the pass sleeps twice as long as the batch took (at least a few milliseconds), so the
+  stores spend at most about a third of their time on retention and ingest's flushes get in between;
 - within a time budget (60 s by default): what is left is done by the next pass;
 - "now" is a parameter (the tests run a pass as of a date in the future instead of sleeping for days);
   the lease and the pass history use the real clock.
@@ -49,11 +49,12 @@ log = logging.getLogger("truckx.retention")
 
 LEASE = "retention"
 #: rows per batch: location points (per device), cleared alarms, videos
-LOCATION_BATCH = 2000
+LOCATION_BATCH = 500
 ALARM_BATCH = 500
 VIDEO_BATCH = 100
-#: the shortest pause between two batches (the pause is otherwise as long as the batch took)
+#: the shortest pause between two batches (the pause is otherwise twice as long as the batch took)
 MIN_PAUSE_S = 0.005
+PAUSE_FACTOR = 2.0
 #: the first pass runs this long after start
 FIRST_DELAY_S = 10.0
 #: a pass stops after this long; the rest waits for the next pass
@@ -93,7 +94,7 @@ class _Budget:
     async def batch(self, fn: Callable[[], Awaitable[int]]) -> int:
         started = time.monotonic()
         removed = await fn()
-        await asyncio.sleep(max(MIN_PAUSE_S, time.monotonic() - started))
+        await asyncio.sleep(max(MIN_PAUSE_S, PAUSE_FACTOR * (time.monotonic() - started)))
         return removed
 
 
@@ -208,7 +209,7 @@ class RetentionService:
                         raise
                     count += 1
                     size += video["size"]
-            await asyncio.sleep(max(MIN_PAUSE_S, time.monotonic() - started))
+            await asyncio.sleep(max(MIN_PAUSE_S, PAUSE_FACTOR * (time.monotonic() - started)))
             if len(batch) < VIDEO_BATCH:
                 break
         return count, size

@@ -4,9 +4,12 @@
 point a no-op, so duplicates never exist in storage. ``latest`` holds each device's newest point so that
 the fleet overview reads one row per device. Times are integer microseconds since the epoch.
 One aiosqlite connection (its own thread) does the writes, so the event loop never blocks on disk.
-Retention deletes through it too, a bounded batch per write, so a flush waits for one batch at most; the
-counts of ``stats`` (a scan of the table) run on a second, read-only connection that WAL lets read
-beside the writer.
+Retention deletes through it too, a bounded batch per write, so a flush waits for one batch at most. A
+second connection (its own thread) does what must not queue behind or ahead of the writes: the counts of
+``stats`` (a scan of the table, which WAL lets read beside the writer), and, after each retention batch,
+a passive checkpoint that copies the deleted pages back into the database file, so that this work does
+not fall to the commits of the next location batches (the writer checkpoints at commit once the WAL
+holds 1000 pages).
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ class SqliteLocationStore:
         self.timeout_s = timeout_s
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
-        #: opened on the first ``stats``: long reads that must not queue behind (or ahead of) writes
-        self._reader: aiosqlite.Connection | None = None
+        #: opened on first use: long reads and checkpoints that must not queue behind (or ahead of) writes
+        self._side: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -76,9 +79,9 @@ class SqliteLocationStore:
         await self._db.commit()
 
     async def close(self) -> None:
-        if self._reader is not None:
-            await self._reader.close()
-            self._reader = None
+        if self._side is not None:
+            await self._side.close()
+            self._side = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -156,16 +159,17 @@ class SqliteLocationStore:
             except BaseException:
                 await self.db.rollback()
                 raise
+        if removed > 0:
+            await (await self._side_connection()).execute("PRAGMA wal_checkpoint(PASSIVE)")
         return max(0, removed)
 
-    async def _read_connection(self) -> aiosqlite.Connection:
-        if self._reader is None:
-            self._reader = await aiosqlite.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True,
-                                                   timeout=self.timeout_s)
-        return self._reader
+    async def _side_connection(self) -> aiosqlite.Connection:
+        if self._side is None:
+            self._side = await aiosqlite.connect(self.path, timeout=self.timeout_s)
+        return self._side
 
     async def stats(self) -> dict[str, Any]:
-        reader = await self._read_connection()
+        reader = await self._side_connection()
         async with reader.execute("SELECT COUNT(*) FROM locations") as cur:
             count = (await cur.fetchone())[0]  # type: ignore[index]
         oldest: int | None = None
