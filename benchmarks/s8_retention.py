@@ -165,7 +165,8 @@ def run(ctx: Context) -> list[Row]:
          f"{percentile(before, 99)} ms, in the {AFTER_S:.0f} s after it {percentile(after, 99)} ms; baseline p50 "
          f"{percentile(base, 50)} ms; {len(during)} acks during, {len(base)} in the baseline; errors "
          f"{(result['errors'] + baseline['errors'])[:2]}")
-    return [Row("8 retention", "ack p99 while a retention pass runs", round(p99_during, 1) if p99_during else None, "ms",
+    return [Row("8 retention", "ack p99 while a retention pass runs",
+                round(p99_during, 1) if p99_during else None, "ms",
                 round(p99_base, 1) if p99_base else None, "ack p99 of the same load, retention off",
                 "<= 2x baseline", ratio is not None and ratio <= 2 and not result["errors"] and not baseline["errors"],
                 note)]

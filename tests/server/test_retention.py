@@ -23,7 +23,8 @@ DATA = b"dashcam clip " * 64
 
 async def send_points(srv: RunningServer, dev: Device, times: list[dt.datetime], seq: int = 1) -> None:
     ws = await srv.connect(dev)
-    points = [{"ts": format_time(t), "lat": 48.0 + i * 1e-4, "lon": 11.0, "speed_kmh": 50.0} for i, t in enumerate(times)]
+    points = [{"ts": format_time(t), "lat": 48.0 + i * 1e-4, "lon": 11.0, "speed_kmh": 50.0}
+              for i, t in enumerate(times)]
     for i in range(0, len(points), 1000):
         await ws.send({"type": "locations", "seq": seq + i, "points": points[i:i + 1000]})
         await ws.wait_ack(seq + i)

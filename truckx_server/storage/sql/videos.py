@@ -40,7 +40,8 @@ class VideoRows:
     async def evidence(self, imei: str, name: str) -> list[str]:
         """The alarms naming (imei, name) that are not cleared: while there is one, the video is evidence."""
         rows = await self.db.all(
-            sa.select(alarm_files.c.alarm_id).select_from(alarm_files.join(alarms, alarms.c.id == alarm_files.c.alarm_id))
+            sa.select(alarm_files.c.alarm_id)
+            .select_from(alarm_files.join(alarms, alarms.c.id == alarm_files.c.alarm_id))
             .where(alarm_files.c.imei == imei, alarm_files.c.name == name, alarms.c.status != "cleared")
             .order_by(alarm_files.c.alarm_id))
         return [r["alarm_id"] for r in rows]
