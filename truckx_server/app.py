@@ -18,15 +18,16 @@ import tornado.web
 
 from . import config, listener, logs, migrate
 from .config import Settings
-from .handlers import (alarms, commands, console, device_socket, devices, events, locations, openapi, ops, sessions,
+from .handlers import (alarms, commands, console, device_socket, devices, events, locations, openapi, ops, retention,
+                       sessions, trips,
                        users, videos)
 from .handlers.base import NotFoundHandler
 from .wiring import Node
 
 log = logging.getLogger("truckx")
 
-ROUTE_MODULES = [ops, openapi, devices, users, sessions, alarms, locations, commands, videos, device_socket, events,
-                 console]
+ROUTE_MODULES = [ops, openapi, devices, users, sessions, alarms, locations, trips, commands, videos, retention,
+                 device_socket, events, console]
 
 
 def routes() -> list:

@@ -41,11 +41,14 @@ if TYPE_CHECKING:
     from ..domain.events import EventService
     from ..domain.locations import LocationService
     from ..domain.sessions import SessionService
+    from ..domain.retention import RetentionService
+    from ..domain.trips import TripService
     from ..domain.users import UserService
     from ..domain.videos import VideoService
     from ..wiring import Node
 
 log = logging.getLogger("truckx.handlers")
+audit_log = logging.getLogger("truckx.audit")
 
 #: a path parameter in a route: anything up to the next slash; the domain validates it (400, not 404)
 P = "[^/]+"
@@ -191,6 +194,14 @@ class ApiMixin:
     @property
     def events(self) -> "EventService":
         return self.node.events
+
+    @property
+    def retention(self) -> "RetentionService":
+        return self.node.retention
+
+    @property
+    def trips(self) -> "TripService":
+        return self.node.trips
 
     @property
     def client_address(self) -> str:
@@ -453,6 +464,12 @@ class AdminHandler(BaseHandler):
     def actor(self) -> str:
         assert self.principal is not None
         return self.principal.sub
+
+    def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
+        """The one place a change made through the admin plane is recorded (who, what, on what); the
+        audit log (``GET /api/v1/admin/audit``) stores what arrives here. Until then it is logged."""
+        audit_log.info("%s %s %s by %s%s", action, target, json.dumps(detail or {}, default=str), self.actor,
+                       f" from {self.client_address}")
 
 
 class DeviceHandler(BaseHandler):

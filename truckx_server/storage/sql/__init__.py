@@ -1,5 +1,5 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
-aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``, ``.sessions``."""
+aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``, ``.sessions``, ``.retention``."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
 from .sessions import SessionRows
+from .retention import RetentionRows
 from .users import UserRows
 from .videos import VideoRows
 
@@ -25,6 +26,7 @@ class SqlStore:
         self.videos = VideoRows(self.db)
         self.commands = CommandRows(self.db)
         self.sessions = SessionRows(self.db)
+        self.retention = RetentionRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()

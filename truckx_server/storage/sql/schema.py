@@ -117,3 +117,26 @@ commands = sa.Table(
     sa.Index("ix_commands_imei_status_created", "imei", "status", "created_at"),
     sa.Index("ix_commands_status_expires", "status", "expires_at"),
 )
+
+#: named leases with an expiry: the holder of a lease does the work it names (one retention pass at a
+#: time across processes), taken with a conditional UPDATE (0008)
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+)
+
+#: what each retention pass removed (the newest ones are kept; 0008)
+retention_passes = sa.Table(
+    "retention_passes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("node", sa.String(128), nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("removed_locations", sa.BigInteger, nullable=False),
+    sa.Column("removed_alarms", sa.BigInteger, nullable=False),
+    sa.Column("removed_videos", sa.BigInteger, nullable=False),
+    sa.Column("removed_video_bytes", sa.BigInteger, nullable=False),
+)

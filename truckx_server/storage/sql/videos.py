@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from .engine import SqlEngine, row_dict, to_db
-from .schema import alarm_files, videos
+from .schema import alarm_files, alarms, videos
 
 
 class VideoRows:
@@ -54,6 +54,14 @@ class VideoRows:
                                      sa.and_(videos.c.imei == after[0], videos.c.name > after[1])))
         rows = await self.db.all(stmt.order_by(videos.c.imei, videos.c.name).limit(limit))
         return [(r["imei"], r["name"], r["size"]) for r in rows]
+    async def evidence(self, imei: str, name: str) -> list[str]:
+        """The alarms naming (imei, name) that are not cleared: while there is one, the video is evidence."""
+        rows = await self.db.all(
+            sa.select(alarm_files.c.alarm_id)
+            .select_from(alarm_files.join(alarms, alarms.c.id == alarm_files.c.alarm_id))
+            .where(alarm_files.c.imei == imei, alarm_files.c.name == name, alarms.c.status != "cleared")
+            .order_by(alarm_files.c.alarm_id))
+        return [r["alarm_id"] for r in rows]
 
     async def page(self, imei: str, limit: int, after_name: str | None = None) -> list[dict[str, Any]]:
         """Videos of one device by name (keyset: names strictly after ``after_name``), each with
