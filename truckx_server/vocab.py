@@ -22,6 +22,8 @@ EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video")
 
 # WebSocket close codes
 CLOSE_GOING_AWAY = 1001
+#: a fault of the server itself while handling a frame (logged); reconnect and resend
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_CREDENTIALS_CHANGED = 4401
 CLOSE_DISABLED = 4403
 CLOSE_REPLACED = 4409

@@ -4,6 +4,7 @@ them with filters, newest first, and move them ``active -> acknowledged -> clear
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import uuid
 from typing import Any, Sequence
@@ -41,6 +42,11 @@ def parse_alarm(body: object, now: dt.datetime) -> AlarmIn:
     details = obj.get("details")
     if details is not None and not isinstance(details, dict):
         raise InvalidArgument("details must be a JSON object")
+    if details:
+        try:  # a number too large for a double (1e400) reads as infinity, which JSON cannot carry
+            json.dumps(details, allow_nan=False)
+        except ValueError:
+            raise InvalidArgument("details must not hold numbers beyond the range of a double") from None
     return AlarmIn(
         id=alarm_id,
         type=kind.upper(),

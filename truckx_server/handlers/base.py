@@ -18,7 +18,7 @@ from .. import paging
 from ..auth import Principal
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
                       TruckxError, Unauthorized)
-from ..models import require_object
+from ..models import load_json, require_object
 
 if TYPE_CHECKING:
     from ..domain.alarms import AlarmService
@@ -129,6 +129,8 @@ class ApiMixin:
         self.set_status(status)  # type: ignore[attr-defined]
         self.clear_header("Content-Disposition")  # type: ignore[attr-defined]
         self.set_header("Content-Type", "application/json; charset=utf-8")  # type: ignore[attr-defined]
+        if status == 405:  # RFC 9110 15.5.6: a 405 lists the methods the resource supports
+            self.set_header("Allow", ", ".join(self.roles))  # type: ignore[attr-defined]
         metrics = self.application.settings.get("metrics")
         if metrics is not None:
             metrics.errors.labels(body["error"]["code"]).inc()
@@ -178,10 +180,7 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
     def json_body(self) -> Any:
         if not self._body:
             raise InvalidJson("a JSON body is required")
-        try:
-            return json.loads(self._body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidJson("the body is not valid JSON") from None
+        return load_json(self._body, "the body")
 
     def json_object(self) -> dict[str, Any]:
         return require_object(self.json_body())

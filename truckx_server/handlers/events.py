@@ -21,7 +21,8 @@ from typing import Any, Callable
 import tornado.web
 import tornado.websocket
 
-from ..models import validate_imei
+from ..errors import TruckxError
+from ..models import load_json, validate_imei
 from ..vocab import CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
 
@@ -88,8 +89,8 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         """The feed is one-way; a client's ``{"type": "ping"}`` is answered, anything else ignored."""
-        with contextlib.suppress(ValueError, AttributeError):
-            if json.loads(message).get("type") == "ping":
+        with contextlib.suppress(TruckxError, AttributeError):
+            if load_json(message, "the frame").get("type") == "ping":
                 with contextlib.suppress(asyncio.QueueFull):
                     self._queue.put_nowait('{"type":"pong"}')
 
