@@ -133,6 +133,15 @@ def number(obj: Mapping[str, Any], key: str, lo: float, hi: float, required: boo
     raise InvalidArgument(f"{key} must be between {lo:g} and {hi:g}")
 
 
+def whole_number(value: object) -> int | None:
+    """A JSON integer as JSON Schema counts them (``30`` and ``30.0`` alike), else None."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
 def device_time(obj: Mapping[str, Any], now: dt.datetime, key: str = "ts") -> dt.datetime:
     ts = parse_time(obj.get(key), key)
     if ts > now + MAX_CLOCK_SKEW:

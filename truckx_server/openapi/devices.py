@@ -9,7 +9,7 @@ from .common import (ADMIN, CURSOR, DEVICE_PLANE, IMEI, LIMIT, PATH_IMEI, READ, 
 
 
 SCHEMAS: dict[str, Any] = {
-    "DeviceLogin": obj(["imei", "secret"], {"imei": IMEI, "secret": {"type": "string"}}),
+    "DeviceLogin": obj(["imei", "secret"], {"imei": IMEI, "secret": {"type": "string", "minLength": 1}}),
     "Device": obj(["imei", "name", "enabled", "online", "last_seen", "last_location"], {
         "imei": IMEI, "name": {"type": ["string", "null"]}, "enabled": {"type": "boolean"},
         "online": {"type": "boolean"}, "last_seen": nullable(TIME), "created_at": nullable(TIME),
@@ -17,7 +17,8 @@ SCHEMAS: dict[str, Any] = {
     "DevicePage": page_of("Device"),
     "DeviceNew": obj(["imei"], {"imei": IMEI, "name": {"type": ["string", "null"], "maxLength": 128}}),
     "DeviceRegistration": {"oneOf": [ref("DeviceNew"), obj(["devices"], {
-        "devices": {"type": "array", "items": ref("DeviceNew"), "minItems": 1, "maxItems": 10000}})]},
+        "devices": {"type": "array", "items": ref("DeviceNew"), "minItems": 1, "maxItems": 10000,
+                    "description": "all or none; each IMEI at most once"}})]},
     "RegisteredDevice": obj(["imei", "name", "enabled", "secret"], {
         "imei": IMEI, "name": {"type": ["string", "null"]}, "enabled": {"type": "boolean"},
         "secret": {"type": "string", "description": "shown once; stored hashed"}}),

@@ -10,7 +10,8 @@ from .common import (ADMIN, READ, ROLES, TIME, WRITE, json_response, nullable, o
 SCHEMAS: dict[str, Any] = {
     "Token": obj(["token", "expires_at"], {"token": {"type": "string"}, "expires_at": TIME,
                                            "role": {"type": "string", "enum": ROLES}}),
-    "AdminLogin": obj(["username", "password"], {"username": {"type": "string"}, "password": {"type": "string"}}),
+    "AdminLogin": obj(["username", "password"], {"username": {"type": "string", "minLength": 1},
+                                                 "password": {"type": "string", "minLength": 1}}),
     "User": obj(["username", "role"], {"username": {"type": "string"}, "role": {"enum": ROLES},
                                        "created_at": nullable(TIME)}),
     "UserList": obj(["items"], {"items": {"type": "array", "items": ref("User")}}),
