@@ -179,6 +179,7 @@ def _no_constant(name: str) -> Any:
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 _CONTAINERS = (dict, list)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)
 
 
 def _deeper_than(value: Any, max_depth: int, text: str) -> bool:
@@ -188,11 +189,12 @@ def _deeper_than(value: Any, max_depth: int, text: str) -> bool:
         return False
     level = [value]
     for _ in range(max_depth):
-        deeper = []
+        deeper: list[Any] = []
         for container in level:
-            for child in (container.values() if type(container) is dict else container):
-                if type(child) in _CONTAINERS:
-                    deeper.append(child)
+            children = container.values() if type(container) is dict else container
+            if _CONTAINER_TYPES.isdisjoint(map(type, children)):  # at C speed: the common case (leaves)
+                continue
+            deeper.extend(child for child in children if type(child) in _CONTAINER_TYPES)
         if not deeper:
             return False
         level = deeper
