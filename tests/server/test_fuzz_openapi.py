@@ -16,7 +16,7 @@ teaches the generator those rules, as a client who read the description would:
   upload's ``X-Content-SHA256`` is the hash of its body;
 - ``?wait=`` may hold a request up to 60 s for a command no device answers: valid requests wait at most 1 s.
 
-``TRUCKX_FUZZ_EXAMPLES`` (default 12) sets the examples per operation of the fuzzing phase; the seed is
+``TRUCKX_FUZZ_EXAMPLES`` (default 8) sets the examples per operation of the fuzzing phase; the seed is
 fixed, so a run is reproducible (``TRUCKX_FUZZ_SEED`` to explore others).
 """
 
@@ -39,7 +39,7 @@ from tests.support import new_imei
 from truckx_server import openapi
 from truckx_server.models import make_imei
 
-EXAMPLES = int(os.environ.get("TRUCKX_FUZZ_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("TRUCKX_FUZZ_EXAMPLES", "8"))
 SEED = int(os.environ.get("TRUCKX_FUZZ_SEED", "20261129"))
 #: registered before the server starts, so that the ``imei`` strategy can name them
 SEED_IMEIS = [new_imei() for _ in range(3)]

@@ -13,7 +13,7 @@ What must hold:
   the valid points the test sent;
 - the handshake answers any token with 401/403, never a 5xx; the server logs no traceback.
 
-``TRUCKX_FUZZ_EXAMPLES`` (default 12) scales the number of examples (x4 here).
+``TRUCKX_FUZZ_EXAMPLES`` (default 8) scales the number of examples (x4 here).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tests.fuzz_support import backend_args, combination_params, start_server, t
 from tests.process import ServerProcess
 from tests.support import new_imei
 
-EXAMPLES = int(os.environ.get("TRUCKX_FUZZ_EXAMPLES", "12")) * 4
+EXAMPLES = int(os.environ.get("TRUCKX_FUZZ_EXAMPLES", "8")) * 4
 MAX_FRAME = 256 * 1024
 #: no shrinking: the server keeps state between examples (the track, the seqs), so a replay is not the
 #: same test; the first failing example is reported as it was drawn
