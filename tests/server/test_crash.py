@@ -18,7 +18,6 @@ import collections
 import datetime as dt
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
