@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import re
 from typing import Any, Mapping, Sequence
 
-from .errors import InvalidArgument
+from .errors import InvalidArgument, InvalidJson
 
 UTC = dt.timezone.utc
 
@@ -18,6 +19,8 @@ FILE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 #: device times before this are a clock that was never set (no GPS fix yet, RTC reset), not history
 EARLIEST_DEVICE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)
+#: JSON from a client (bodies, WebSocket frames, cursors) nested deeper than this is refused
+MAX_JSON_DEPTH = 32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,14 +64,21 @@ def validate_file_name(value: object) -> str:
 
 
 def parse_time(value: object, field: str = "ts") -> dt.datetime:
-    """RFC 3339 string to an aware UTC datetime (microsecond precision)."""
+    """RFC 3339 string to an aware UTC datetime (microsecond precision). A time that exists only in
+    its own offset (``0001-01-01T00:00:00+01:00`` is in year 0 in UTC) is refused like any other
+    invalid time: every time this returns can be converted, formatted and stored."""
     if type(value) is str and len(value) > 19 and value[10] in "Tt":
         try:  # the common case, fast (Python 3.11's fromisoformat reads "Z")
             parsed = _fromisoformat(value)
         except ValueError:
             parsed = None
         if parsed is not None and parsed.tzinfo is not None:
-            return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+            if parsed.tzinfo is UTC:
+                return parsed
+            try:
+                return parsed.astimezone(UTC)
+            except OverflowError:
+                raise InvalidArgument(f"{field} is out of range once converted to UTC") from None
     if not isinstance(value, str) or not value:
         raise InvalidArgument(f"{field} must be an RFC 3339 time string")
     text = value.strip()
@@ -82,7 +92,10 @@ def parse_time(value: object, field: str = "ts") -> dt.datetime:
         raise InvalidArgument(f"{field} must be an RFC 3339 time string, like 2026-11-27T21:55:00Z") from None
     if parsed.tzinfo is None:
         raise InvalidArgument(f"{field} must carry a time zone (Z or +hh:mm)")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise InvalidArgument(f"{field} is out of range once converted to UTC") from None
 
 
 _fromisoformat = dt.datetime.fromisoformat
@@ -94,7 +107,9 @@ def format_time(value: dt.datetime | None) -> str | None:
     if value.tzinfo is None:
         value = value.replace(tzinfo=UTC)
     value = value.astimezone(UTC)
-    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    # not strftime: its %Y gives "1", not "0001", for year 1 on glibc
+    text = (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+            f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
     if value.microsecond:
         text += f".{value.microsecond:06d}".rstrip("0")
     return text + "Z"
@@ -118,6 +133,15 @@ def number(obj: Mapping[str, Any], key: str, lo: float, hi: float, required: boo
     raise InvalidArgument(f"{key} must be between {lo:g} and {hi:g}")
 
 
+def whole_number(value: object) -> int | None:
+    """A JSON integer as JSON Schema counts them (``30`` and ``30.0`` alike), else None."""
+    if type(value) is int:
+        return value
+    if type(value) is float and value.is_integer():
+        return int(value)
+    return None
+
+
 def device_time(obj: Mapping[str, Any], now: dt.datetime, key: str = "ts") -> dt.datetime:
     ts = parse_time(obj.get(key), key)
     if ts > now + MAX_CLOCK_SKEW:
@@ -125,6 +149,56 @@ def device_time(obj: Mapping[str, Any], now: dt.datetime, key: str = "ts") -> dt
     if ts < EARLIEST_DEVICE_TIME:
         raise InvalidArgument(f"{key} is before 2000-01-01: the device clock is not set")
     return ts
+
+
+def load_json(raw: str | bytes | bytearray, what: str = "body", max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Client JSON (a request body, a WebSocket frame, a cursor) as Python data, strictly RFC 8259:
+    UTF-8, no ``NaN``/``Infinity``, no lone surrogates (they cannot be stored or sent on), nesting
+    at most ``max_depth`` arrays and objects. Anything else is :class:`InvalidJson`; in particular a
+    RecursionError never escapes."""
+    try:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8")
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise InvalidJson(f"{what} is nested deeper than {max_depth} levels") from None
+    except (ValueError, UnicodeDecodeError):  # JSONDecodeError, NaN/Infinity, too many digits
+        raise InvalidJson(f"{what} is not valid JSON") from None
+    if type(value) in _CONTAINERS and _deeper_than(value, max_depth, text):
+        raise InvalidJson(f"{what} is nested deeper than {max_depth} levels")
+    if "\\u" in text:  # only an escape can make a lone surrogate out of valid UTF-8
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidJson(f"{what} has a lone UTF-16 surrogate (\\ud800-\\udfff) in a string") from None
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
+_CONTAINERS = (dict, list)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)
+
+
+def _deeper_than(value: Any, max_depth: int, text: str) -> bool:
+    """Whether ``value`` nests more than ``max_depth`` arrays and objects. Without enough brackets in
+    the text it cannot (a count at C speed); else one pass over the containers, level by level."""
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
+    level = [value]
+    for _ in range(max_depth):
+        deeper: list[Any] = []
+        for container in level:
+            children = container.values() if type(container) is dict else container
+            if _CONTAINER_TYPES.isdisjoint(map(type, children)):  # at C speed: the common case (leaves)
+                continue
+            deeper.extend(child for child in children if type(child) in _CONTAINER_TYPES)
+        if not deeper:
+            return False
+        level = deeper
+    return True
 
 
 def require_object(value: object, what: str = "body") -> dict[str, Any]:
@@ -188,8 +262,9 @@ def parse_bool(value: str | None, name: str) -> bool | None:
 
 
 def time_arg(value: str | None, name: str) -> dt.datetime | None:
-    """An optional RFC 3339 query argument."""
-    return parse_time(value, name) if value else None
+    """An optional RFC 3339 query argument: None when absent; present but empty is refused, like any
+    other string that is not a time."""
+    return None if value is None else parse_time(value, name)
 
 
 def imei_list(values: Sequence[str]) -> list[str]:

@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Generic, Sequence, TypeVar
 
-from .errors import InvalidArgument
-from .models import parse_time, validate_file_name
+from .errors import InvalidArgument, TruckxError
+from .models import load_json, parse_time, validate_file_name
 
 T = TypeVar("T")
 
 INVALID = "cursor is not valid; pass next_cursor from the previous page"
 DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
+#: the longest cursor any list makes (a file name of 128 characters, base64'd) with room to spare
+MAX_CURSOR = 512
+#: urlsafe base64 without padding: what :func:`encode` makes (the OpenAPI document says the same)
+CURSOR_PATTERN = "^[A-Za-z0-9_-]*$"
+_CURSOR_RE = re.compile(CURSOR_PATTERN[1:-1])
 
 
 def encode(key: Sequence[Any]) -> str:
@@ -55,9 +61,11 @@ def decode(cursor: str | None, *parts: Callable[[Any], Any]) -> list[Any] | None
     for no cursor."""
     if cursor is None or cursor == "":
         return None
+    if len(cursor) > MAX_CURSOR or not _CURSOR_RE.fullmatch(cursor):
+        raise InvalidArgument(INVALID)
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, TypeError):
+        key = load_json(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)), "cursor", max_depth=1)
+    except (TruckxError, ValueError):  # binascii.Error is a ValueError
         raise InvalidArgument(INVALID) from None
     if not isinstance(key, list) or len(key) != len(parts):
         raise InvalidArgument(INVALID)

@@ -26,6 +26,8 @@ DEVICE_DISABLED, DEVICE_ROTATED, DEVICE_CHANGED = "device.disabled", "device.rot
 
 # WebSocket close codes
 CLOSE_GOING_AWAY = 1001
+#: a fault of the server itself while handling a frame (logged); reconnect and resend
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_CREDENTIALS_CHANGED = 4401
 CLOSE_DISABLED = 4403
 CLOSE_REPLACED = 4409

@@ -4,11 +4,12 @@ import datetime as dt
 
 import pytest
 
-from truckx_server.errors import InvalidArgument
+from truckx_server.errors import InvalidArgument, InvalidJson
 from truckx_server.domain.alarms import parse_alarm
 from truckx_server.domain.commands import parse_command
 from truckx_server.domain.locations import parse_point
-from truckx_server.models import format_time, is_valid_imei, make_imei, parse_time, validate_file_name
+from truckx_server.models import (format_time, is_valid_imei, load_json, make_imei, parse_time,
+                                  validate_file_name)
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -86,3 +87,31 @@ def test_command_validation() -> None:
                 {"command": "reset", "ttl_s": 0}):
         with pytest.raises(InvalidArgument):
             parse_command(bad, 3600)
+
+
+@pytest.mark.parametrize("value", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-00:01",
+                                   "0001-01-01t00:00:00+23:59"])
+def test_times_that_leave_the_calendar_in_utc_are_invalid_arguments(value: str) -> None:
+    with pytest.raises(InvalidArgument):
+        parse_time(value)
+
+
+def test_the_ends_of_time_parse_and_format_as_rfc_3339() -> None:
+    first, last = "0001-01-01T00:00:00Z", "9999-12-31T23:59:59.999999Z"
+    assert parse_time(first) == dt.datetime.min.replace(tzinfo=dt.timezone.utc)
+    assert format_time(parse_time(first)) == first  # four digits of year, not strftime's "1"
+    assert format_time(parse_time(last)) == last
+    assert format_time(parse_time("0999-01-01T01:00:00+01:00")) == "0999-01-01T00:00:00Z"
+
+
+def test_load_json_is_strict_and_bounded() -> None:
+    assert load_json(b'{"a": [1, 2.5, "\\u00e9\\ud83d\\ude9a"]}') == {"a": [1, 2.5, "\u00e9\U0001f69a"]}
+    assert load_json("[" * 32 + "]" * 32) is not None
+    for bad in ("[" * 33 + "]" * 33, "[" * 100_000, '{"a":' * 40 + "1" + "}" * 40, "NaN", '{"x": -Infinity}',
+                b"\xff", '"\\ud800"', '["a\\udfffb"]', "1" * 5000, "", "{"):
+        with pytest.raises(InvalidJson):
+            load_json(bad)
+    # the bound is a parameter (cursors allow one level)
+    assert load_json("[1]", max_depth=1) == [1]
+    with pytest.raises(InvalidJson):
+        load_json("[[1]]", max_depth=1)

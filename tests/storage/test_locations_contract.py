@@ -54,6 +54,19 @@ async def test_concurrent_overlapping_writes_store_each_point_once(location_stor
     assert [p.ts for p in got] == [T0 + dt.timedelta(seconds=i) for i in range(70)]
 
 
+async def test_track_bounds_at_the_ends_of_time(location_store: LocationStore) -> None:
+    """The first and the last instant a time can name are bounds like any other (no overflow while
+    turning them into a store's range)."""
+    imei = new_imei()
+    await location_store.write([pt(imei, i) for i in range(3)])
+    first = dt.datetime.min.replace(tzinfo=UTC)
+    last = dt.datetime.max.replace(tzinfo=UTC)
+    assert len(await location_store.track(imei, first, last, 10)) == 3
+    assert len(await location_store.track(imei, first, None, 10, after=first)) == 3
+    assert await location_store.track(imei, last, None, 10) == []
+    assert await location_store.track(imei, None, first, 10) == []
+
+
 async def test_track_range_is_since_inclusive_until_exclusive_and_pages_with_after(location_store: LocationStore) -> None:
     imei, other = new_imei(), new_imei()
     await location_store.write([pt(imei, i) for i in range(20)] + [pt(other, i) for i in range(20)])

@@ -4,7 +4,9 @@ them with filters, newest first, and move them ``active -> acknowledged -> clear
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import re
 import uuid
 from typing import Any, Sequence
 
@@ -18,6 +20,8 @@ from ..storage.sql.alarms import AlarmRows
 from ..vocab import ALARM_STATUSES, ALARM_TYPES
 
 MAX_FILES = 100
+#: a UUID as RFC 9562 writes it (what the OpenAPI format "uuid" means); any version
+UUID_RE = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 NOTE_MAX = 2000
 
 
@@ -26,13 +30,12 @@ def parse_alarm(body: object, now: dt.datetime) -> AlarmIn:
     raw_id = obj.get("id")
     if raw_id is None:
         alarm_id, client_id = str(uuid.uuid4()), False
+    elif isinstance(raw_id, str) and UUID_RE.fullmatch(raw_id):
+        alarm_id, client_id = raw_id.lower(), True
     else:
-        try:
-            alarm_id, client_id = str(uuid.UUID(str(raw_id))), True
-        except ValueError:
-            raise InvalidArgument("id must be a UUID") from None
+        raise InvalidArgument("id must be a UUID (8-4-4-4-12 hex digits)")
     kind = obj.get("type")
-    if not isinstance(kind, str) or kind.upper() not in ALARM_TYPES:
+    if not isinstance(kind, str) or not kind.isascii() or kind.upper() not in ALARM_TYPES:
         raise InvalidArgument("type must be one of " + ", ".join(ALARM_TYPES))
     files = obj.get("files", [])
     if not isinstance(files, list) or len(files) > MAX_FILES:
@@ -41,6 +44,11 @@ def parse_alarm(body: object, now: dt.datetime) -> AlarmIn:
     details = obj.get("details")
     if details is not None and not isinstance(details, dict):
         raise InvalidArgument("details must be a JSON object")
+    if details:
+        try:  # a number too large for a double (1e400) reads as infinity, which JSON cannot carry
+            json.dumps(details, allow_nan=False)
+        except ValueError:
+            raise InvalidArgument("details must not hold numbers beyond the range of a double") from None
     return AlarmIn(
         id=alarm_id,
         type=kind.upper(),
@@ -69,7 +77,7 @@ def alarm_json(alarm: dict[str, Any]) -> dict[str, Any]:
 
 
 def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
-    if not value:
+    if value is None:
         return None
     try:
         nums = [float(p) for p in value.split(",")]
@@ -103,8 +111,8 @@ class AlarmService:
                      since: str | None, until: str | None, bbox: str | None, has_video: str | None,
                      limit: int, cursor: str | None) -> dict[str, Any]:
         kinds = [t.upper() for t in types]
-        for t in kinds:
-            if t not in ALARM_TYPES:
+        for t, given in zip(kinds, types):
+            if t not in ALARM_TYPES or not given.isascii():
                 raise InvalidArgument("type must be one of " + ", ".join(ALARM_TYPES))
         for st in statuses:
             if st not in ALARM_STATUSES:

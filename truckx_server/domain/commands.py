@@ -21,7 +21,7 @@ from ..bus import Bus
 from ..errors import InvalidArgument, NotFound
 from ..hub import Hub
 from ..metrics import Metrics
-from ..models import format_time, parse_time, require_object, utcnow, validate_imei
+from ..models import format_time, parse_time, require_object, utcnow, validate_imei, whole_number
 from ..storage.sql.commands import CommandRows
 from ..vocab import COMMANDS, FINAL_COMMAND_STATUSES
 
@@ -37,12 +37,14 @@ def parse_command(body: object, default_ttl_s: int) -> tuple[str, dict[str, Any]
     name = obj.get("command")
     if name not in COMMANDS:
         raise InvalidArgument("command must be one of " + ", ".join(COMMANDS))
-    args = obj.get("args") or {}
+    args = obj.get("args")
+    if args is None:
+        args = {}
     if not isinstance(args, dict):
         raise InvalidArgument("args must be a JSON object")
     if name == "set_report_interval":
-        seconds = args.get("seconds")
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or not 1 <= seconds <= 86400:
+        seconds = whole_number(args.get("seconds"))
+        if seconds is None or not 1 <= seconds <= 86400:
             raise InvalidArgument("set_report_interval needs args.seconds, an integer from 1 to 86400")
         args = {"seconds": seconds}
     elif name == "request_video":
@@ -53,8 +55,8 @@ def parse_command(body: object, default_ttl_s: int) -> tuple[str, dict[str, Any]
         args = {"from": format_time(start), "to": format_time(end)}
     else:
         args = {}
-    ttl = obj.get("ttl_s", default_ttl_s)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= MAX_TTL_S:
+    ttl = whole_number(obj.get("ttl_s", default_ttl_s))
+    if ttl is None or not 1 <= ttl <= MAX_TTL_S:
         raise InvalidArgument(f"ttl_s must be an integer from 1 to {MAX_TTL_S}")
     return name, args, ttl
 

@@ -143,7 +143,7 @@ class VideoService:
         upload of the same file (409) and a PATCH at the wrong offset (409, with the right one).
         ``on_preempt`` cuts the request off (a newer request for the file, the device disabled)."""
         name = validate_file_name(name)
-        if content_length is not None and (offset or 0) + content_length > self.max_bytes:
+        if content_length is not None and offset is None and content_length > self.max_bytes:
             self.metrics.uploads.labels("too_large").inc()
             raise PayloadTooLarge(f"a video may have at most {self.max_bytes} bytes")
         await self.store.take_over(imei, name)
@@ -153,8 +153,11 @@ class VideoService:
                 if existing is not None:
                     raise Conflict("this video is complete already", offset=existing)
                 current = await self.store.part_size(imei, name)
-                if offset != current:
+                if offset != current:  # first: a wrong offset is answered with the right one, whatever the size
                     raise Conflict(f"Upload-Offset is {offset}, but {current} bytes are stored", offset=current)
+                if content_length is not None and offset + content_length > self.max_bytes:
+                    self.metrics.uploads.labels("too_large").inc()
+                    raise PayloadTooLarge(f"a video may have at most {self.max_bytes} bytes")
             writer = await self.store.open_part(claim, resume=offset is not None)
             writer.on_preempt = on_preempt
             self._uploads.setdefault(imei, set()).add(writer)

@@ -31,7 +31,7 @@ from ..config import Network
 from ..domain.sessions import COOKIE, Session
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
                       RateLimited, TruckxError, Unauthorized)
-from ..models import require_object
+from ..models import load_json, require_object
 from ..vocab import ROLE_DEVICE
 
 if TYPE_CHECKING:
@@ -276,6 +276,8 @@ class ApiMixin:
             self.set_header("Retry-After", str(exc.retry_after))  # type: ignore[attr-defined]
         if self.close_after_answer:
             self.set_header("Connection", "close")  # type: ignore[attr-defined]
+        if status == 405:  # RFC 9110 15.5.6: a 405 lists the methods the resource supports
+            self.set_header("Allow", ", ".join(self.roles))  # type: ignore[attr-defined]
         metrics = self.application.settings.get("metrics")
         if metrics is not None:
             metrics.errors.labels(body["error"]["code"]).inc()
@@ -407,10 +409,7 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
     def json_body(self) -> Any:
         if not self._body:
             raise InvalidJson("a JSON body is required")
-        try:
-            return json.loads(self._body)
-        except (ValueError, UnicodeDecodeError):
-            raise InvalidJson("the body is not valid JSON") from None
+        return load_json(self._body, "the body")
 
     def json_object(self) -> dict[str, Any]:
         return require_object(self.json_body())

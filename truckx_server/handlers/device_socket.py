@@ -25,8 +25,8 @@ import tornado.websocket
 
 from ..errors import InvalidArgument, TruckxError
 from ..domain.locations import MAX_POINTS_PER_MESSAGE, parse_point, parse_seq
-from ..models import utcnow
-from ..vocab import CLOSE_TOO_SLOW
+from ..models import load_json, utcnow
+from ..vocab import CLOSE_INTERNAL_ERROR, CLOSE_TOO_SLOW
 from .base import ApiMixin
 
 log = logging.getLogger("truckx.ws")
@@ -132,9 +132,31 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """The hot path, synchronous: a location message is validated and queued without creating a
         task. It returns an awaitable only when Tornado must wait before reading this connection's next
-        frame: the location queue is full (backpressure), or a command result is being stored."""
+        frame: the location queue is full (backpressure), or a command result is being stored.
+
+        A bad frame gets an ``error`` frame and the session goes on. A fault of the server itself
+        (a bug) is logged and closes the session with 1011, never a silent drop (1006)."""
         if not self.is_open:
             return None  # closing: what the device still sends is dropped (it resends what is not acked)
+        try:
+            pending = self._dispatch(message)
+        except Exception:
+            self._internal_error()
+            return None
+        return None if pending is None else self._guarded(pending)
+
+    async def _guarded(self, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception:
+            self._internal_error()
+
+    def _internal_error(self) -> None:
+        log.exception("device %s: unexpected error on a message; closing with 1011", self.imei)
+        self._error("internal", "internal server error")
+        self.close(CLOSE_INTERNAL_ERROR, "internal server error")
+
+    def _dispatch(self, message: str | bytes) -> Awaitable[None] | None:
         node = self.node
         now = utcnow()
         node.hub.seen(self.imei, now)
@@ -144,10 +166,10 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             self._error("invalid_json", "send JSON text frames, not binary")
             return None
         try:
-            msg = json.loads(message)
-        except ValueError:
+            msg = load_json(message, "the frame")
+        except TruckxError as exc:
             count("invalid")
-            self._error("invalid_json", "the frame is not valid JSON")
+            self._error(exc.code, exc.message)
             return None
         if not isinstance(msg, dict):
             count("invalid")

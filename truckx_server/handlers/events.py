@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import json
 import logging
 from typing import Any, Callable
 from urllib.parse import urlsplit
@@ -28,8 +27,8 @@ from urllib.parse import urlsplit
 import tornado.web
 import tornado.websocket
 
-from ..errors import Forbidden
-from ..models import validate_imei
+from ..errors import Forbidden, TruckxError
+from ..models import load_json, validate_imei
 from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
 
@@ -141,8 +140,8 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     def on_message(self, message: str | bytes) -> None:
         """The feed is one-way; a client's ``{"type": "ping"}`` is answered, anything else ignored."""
-        with contextlib.suppress(ValueError, AttributeError):
-            if json.loads(message).get("type") == "ping" and not self._closed:
+        with contextlib.suppress(TruckxError, AttributeError):
+            if load_json(message, "the frame").get("type") == "ping" and not self._closed:
                 self._enqueue(_PONG)  # dropped when the queue is full
 
     def on_close(self) -> None:

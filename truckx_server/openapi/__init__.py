@@ -24,8 +24,10 @@ WEBSOCKETS = {
                           "ping in; ack (cumulative, after the points are durable) / command / error / pong out. "
                           "Token in Authorization or ?token=. Close codes: 4409 replaced by a newer connection, "
                           "4403 device disabled, 4401 device secret rotated, 1001 server shutting down, "
-                          "1009 frame too large, 4429 not reading (more than ws-write-buffer-bytes queued "
-                          "for it; reconnect and resend what has no ack)."},
+                          "1009 frame too large, 1011 a fault of the server (logged; reconnect and resend), "
+                          "4429 not reading (more than ws-write-buffer-bytes queued for it; reconnect and resend "
+                          "what has no ack). Frames are strict JSON (no NaN/Infinity, no lone surrogates, at most "
+                          "32 levels deep); a bad frame gets an error frame and the session goes on."},
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
                              "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
                              "?token=, or the console's session cookie (then the Origin must be this server's: 403 "

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import (ADMIN, COMMANDS, COMMAND_STATUSES, IMEI, PATH_IMEI, READ, TIME, UUID, WRITE, json_response, nullable,
+from .common import (ADMIN, COMMANDS, COMMAND_STATUSES, IMEI, PATH_IMEI, READ, TIME, TIME_IN, UUID, WRITE, json_response, nullable,
                      obj, op, param, ref)
+
+
+def _needs_args(command: str, args: dict[str, Any]) -> dict[str, Any]:
+    """``args`` as ``command`` needs them (JSON Schema ``if``/``then``)."""
+    return {"if": {"required": ["command"], "properties": {"command": {"const": command}}},
+            "then": {"required": ["args"], "properties": {"args": args}}}
 
 
 SCHEMAS: dict[str, Any] = {
     "CommandNew": obj(["command"], {
         "command": {"enum": COMMANDS},
-        "args": {"type": "object", "description": "set_report_interval: {seconds}; request_video: {from, to}"},
-        "ttl_s": {"type": "integer", "minimum": 1, "maximum": 2592000, "default": 3600}}),
+        "args": {"type": ["object", "null"],
+                 "description": "set_report_interval: {seconds}; request_video: {from, to} with to after from; "
+                                "other commands take none (null or {} alike)"},
+        "ttl_s": {"type": "integer", "minimum": 1, "maximum": 2592000, "default": 3600}},
+        allOf=[_needs_args("set_report_interval", obj(["seconds"], {
+                   "seconds": {"type": "integer", "minimum": 1, "maximum": 86400}})),
+               _needs_args("request_video", obj(["from", "to"], {"from": TIME_IN, "to": TIME_IN}))]),
     "Command": obj(["id", "imei", "command", "args", "status", "created_at", "expires_at"], {
         "id": UUID, "imei": IMEI, "command": {"type": "string"}, "args": {"type": "object"},
         "status": {"enum": COMMAND_STATUSES},

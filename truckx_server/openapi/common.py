@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import vocab
+from .. import paging, vocab
 
 VERSION = "1.0.0"
 
@@ -47,10 +47,30 @@ def obj(required: list[str], properties: dict[str, Any], extra: bool = True, **m
 
 
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339 UTC"}
-IMEI = {"type": "string", "pattern": "^[0-9]{15}$", "description": "15 digits, Luhn check digit last"}
-FILE_NAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"}
-UUID = {"type": "string", "format": "uuid"}
+#: a time a client sends: RFC 3339 with any offset, that exists in UTC (years 0001 to 9999)
+TIME_IN = {"type": "string", "format": "date-time", "maxLength": 64,
+           "description": "RFC 3339 with Z or an offset; the instant must lie between 0001-01-01T00:00:00Z and "
+                          "9999-12-31T23:59:59.999999Z (0001-01-01T00:00:00+01:00 does not)"}
+#: a time a device measured: refused when before 2000 (a clock never set) or ahead of the server's clock
+DEVICE_TIME = {"type": "string", "format": "device-time", "maxLength": 64,
+               "description": "RFC 3339 (format date-time) with Z or an offset, from 2000-01-01T00:00:00Z up to "
+                              "5 minutes after the server's clock"}
+IMEI = {"type": "string", "pattern": "^[0-9]{15}$", "format": "imei",
+        "description": "15 digits; the last is the Luhn check digit of the first 14"}
+#: what ``models.validate_file_name`` accepts: 1-128 of [A-Za-z0-9._-], a letter or digit first, no ".."
+FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 128,
+             "pattern": "^[A-Za-z0-9](\\.?[A-Za-z0-9_-])*\\.?$",
+             "description": "1-128 characters of A-Z a-z 0-9 . _ -, starting with a letter or digit, without '..'"}
+UUID_PATTERN = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+UUID = {"type": "string", "format": "uuid", "pattern": UUID_PATTERN}
 NUM = {"type": "number"}
+LAT = {"type": "number", "minimum": -90, "maximum": 90}
+LON = {"type": "number", "minimum": -180, "maximum": 180}
+#: an alarm type as a device or a search may spell it: any case (a pattern, since JSON Schema has no
+#: case-insensitive enum)
+ALARM_TYPE_ANY_CASE = {"type": "string", "pattern": "^(" + "|".join(
+    "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in t) for t in vocab.ALARM_TYPES) + ")$",
+    "description": "case-insensitive: " + ", ".join(vocab.ALARM_TYPES)}
 
 
 def page_of(item: str) -> dict[str, Any]:
@@ -88,18 +108,19 @@ def param(name: str, where: str, schema: dict[str, Any], description: str = "", 
 
 
 LIMIT = param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100})
-CURSOR = param("cursor", "query", {"type": "string"}, "next_cursor of the previous page (opaque)")
+CURSOR = param("cursor", "query", {"type": "string", "pattern": paging.CURSOR_PATTERN, "maxLength": paging.MAX_CURSOR},
+               "next_cursor of the previous page of the same list, unchanged (opaque; any other value is 400)")
 PATH_IMEI = param("imei", "path", IMEI)
 PATH_NAME = param("name", "path", FILE_NAME)
-PATH_ALARM = param("alarm_id", "path", {"type": "string"}, "the alarm's id")
-SINCE = param("since", "query", TIME, "inclusive lower bound of ts (RFC 3339)")
-UNTIL = param("until", "query", TIME, "exclusive upper bound of ts (RFC 3339)")
+PATH_ALARM = param("alarm_id", "path", UUID, "the alarm's id")
+SINCE = param("since", "query", TIME_IN, "inclusive lower bound of ts (RFC 3339)")
+UNTIL = param("until", "query", TIME_IN, "exclusive upper bound of ts (RFC 3339)")
 IMEIS = param("imei", "query", {"type": "array", "items": IMEI}, "repeatable (or comma-separated)", explode=True)
 
 
 def op(summary: str, roles: list[str] | None, responses: dict[int | str, Any], *, body: dict[str, Any] | None = None,
        body_type: str = JSON, parameters: list[dict[str, Any]] | None = None, errors: tuple[int, ...] = (),
-       op_id: str, tags: list[str], description: str = "") -> dict[str, Any]:
+       op_id: str, tags: list[str], description: str = "", body_required: bool = True) -> dict[str, Any]:
     security: list[dict[str, list[str]]] = [] if roles is None else [{"bearer": []}]
     if roles is not None and vocab.ROLE_DEVICE not in roles:
         security.append({"session": []})  # the admin plane also takes the console's cookie
@@ -110,7 +131,7 @@ def op(summary: str, roles: list[str] | None, responses: dict[int | str, Any], *
     if parameters:
         out["parameters"] = parameters
     if body is not None:
-        out["requestBody"] = {"required": True, "content": {body_type: {"schema": body}}}
+        out["requestBody"] = {"required": body_required, "content": {body_type: {"schema": body}}}
     resp: dict[str, Any] = {str(k): v for k, v in responses.items()}
     codes = set(errors) | ({401, 403} if roles is not None else set()) | {400, 503}
     for code in sorted(codes):

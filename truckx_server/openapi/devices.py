@@ -18,7 +18,8 @@ SCHEMAS: dict[str, Any] = {
     "DevicePage": page_of("Device"),
     "DeviceNew": obj(["imei"], {"imei": IMEI, "name": {"type": ["string", "null"], "maxLength": 128}}),
     "DeviceRegistration": {"oneOf": [ref("DeviceNew"), obj(["devices"], {
-        "devices": {"type": "array", "items": ref("DeviceNew"), "minItems": 1, "maxItems": 10000}})]},
+        "devices": {"type": "array", "items": ref("DeviceNew"), "minItems": 1, "maxItems": 10000,
+                    "description": "all or none; each IMEI at most once"}})]},
     "RegisteredDevice": obj(["imei", "name", "enabled", "secret"], {
         "imei": IMEI, "name": {"type": ["string", "null"]}, "enabled": {"type": "boolean"},
         "secret": {"type": "string", "description": "shown once; stored hashed"}}),

@@ -28,6 +28,9 @@ def download_responses() -> dict[int, Any]:
     }
 
 
+SHA256_HEADER = param("X-Content-SHA256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
+                      "the SHA-256 of the whole file; when given, content that does not match it is refused (400)")
+
 SCHEMAS: dict[str, Any] = {
     "VideoUploaded": obj(["name", "size", "sha256"], {"name": FILE_NAME, "size": {"type": "integer"},
                                                      "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}),
@@ -51,7 +54,7 @@ PATHS: dict[str, Any] = {
             200: json_response("the same content was stored already", ref("VideoUploaded"))},
             body={"type": "string", "contentMediaType": "application/octet-stream"},
             body_type="application/octet-stream", errors=(409, 413), op_id="uploadVideo", tags=DEVICE_PLANE,
-            parameters=[param("X-Content-SHA256", "header", {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"})],
+            parameters=[SHA256_HEADER],
             description="409 for the same name with different content; 413 over the configured maximum."),
         "head": op("Resume state of an upload", DEVICE, {200: {
             "description": "Upload-Offset: bytes durably received; Upload-Complete: ?1 when complete",
@@ -63,9 +66,10 @@ PATHS: dict[str, Any] = {
             200: json_response("the final part: same content stored already", ref("VideoUploaded"))},
             body={"type": "string", "contentMediaType": "application/octet-stream"},
             body_type="application/offset+octet-stream", errors=(409, 413), op_id="appendVideo", tags=DEVICE_PLANE,
-            parameters=[param("Upload-Offset", "header", {"type": "integer", "minimum": 0}, required=True),
-                        param("Upload-Complete", "header", {"type": "string"}),
-                        param("X-Content-SHA256", "header", {"type": "string"})]),
+            parameters=[param("Upload-Offset", "header", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                              "bytes of the upload stored so far (HEAD tells); another value is 409", required=True),
+                        param("Upload-Complete", "header", {"enum": ["?0", "?1"]}, "?1 on the last part"),
+                        SHA256_HEADER]),
     },
     "/api/v1/admin/devices/{imei}/videos": {
         "parameters": [PATH_IMEI],

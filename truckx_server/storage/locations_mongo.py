@@ -60,6 +60,8 @@ log = logging.getLogger("truckx.locations.mongo")
 T = TypeVar("T")
 
 _MS = dt.timedelta(milliseconds=1)
+#: the start of the last millisecond a datetime has (9999-12-31T23:59:59.999Z): one more overflows
+_LAST_MS_US = to_us(dt.datetime.max.replace(tzinfo=dt.timezone.utc)) // 1000 * 1000
 _FIELDS = ("lat", "lon", "speed_kmh", "heading", "alt_m", "accuracy_m")
 _DUPLICATE_KEY = 11000
 #: transient: worth retrying (the driver already retried once where the operation allows it)
@@ -314,7 +316,7 @@ class MongoLocationStore:
         bounds: dict[str, Any] = {}
         if lo_us is not None:
             bounds["$gte"] = from_us(lo_us - lo_us % 1000)
-        if hi_us is not None:
+        if hi_us is not None and hi_us < _LAST_MS_US:  # at the end of time there is nothing to cut off
             bounds["$lt"] = from_us(hi_us - hi_us % 1000) + _MS  # see _stored_keys
         if bounds:
             query["ts"] = bounds
