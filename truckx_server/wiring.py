@@ -20,11 +20,13 @@ from .domain.commands import CommandService
 from .domain.devices import DeviceService
 from .domain.events import EventService
 from .domain.locations import LocationService
+from .domain.nodes import NodeService
 from .domain.users import UserService
 from .domain.videos import VideoService
 from .hub import Hub
 from .ingest import LocationBatcher
 from .metrics import Metrics
+from .models import utcnow
 from .storage import make_location_store, make_sql_store, make_video_store
 
 log = logging.getLogger("truckx.wiring")
@@ -32,6 +34,8 @@ log = logging.getLogger("truckx.wiring")
 #: seconds between housekeeping ticks; last_seen is persisted every LAST_SEEN_TICKS ticks
 HOUSEKEEPING_S = 1.0
 LAST_SEEN_TICKS = 10
+#: with a cluster bus: every this many ticks, deliver queued commands a lost bus message left waiting
+SWEEP_TICKS = 5
 
 
 class Node:
@@ -51,8 +55,16 @@ class Node:
         self.video_store = make_video_store(settings)
 
         # this process's connections, and what crosses to other processes
+        self.node_id = settings.resolved_node_id
+        self.started_at = utcnow()
         self.hub = Hub()
-        self.bus: Bus = LocalBus(self.hub)
+        self.bus: Bus
+        if settings.bus_url:
+            from .bus_redis import RedisBus
+            self.bus = RedisBus(self.hub, settings.bus_url, settings.bus_prefix, self.node_id, self.started_at,
+                                timeout_s=min(2.0, settings.store_timeout_s))
+        else:
+            self.bus = LocalBus(self.hub, self.node_id, self.started_at)
 
         # domain services
         self.devices = DeviceService(self.sql.devices, self.location_store, self.hub, self.bus, self.tokens,
@@ -62,6 +74,7 @@ class Node:
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
         self.events = EventService(self.hub, self.bus)
+        self.nodes = NodeService(self.bus)
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes)
 
@@ -114,7 +127,8 @@ class Node:
         await self.sql.close()
 
     async def _housekeeping(self) -> None:
-        """Every second: expire commands past their TTL; every 10 s: persist last_seen."""
+        """Every second: expire commands past their TTL; every 10 s: persist last_seen; with a cluster
+        bus, every 5 s: sweep the command queue for the devices connected here."""
         tick = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
@@ -123,14 +137,16 @@ class Node:
                 await self.commands.expire()
                 if tick % LAST_SEEN_TICKS == 0:
                     await self.devices.save_last_seen()
+                if self.bus.clustered and tick % SWEEP_TICKS == 0:
+                    await self.commands.sweep()
             except Exception as exc:
                 log.warning("housekeeping failed: %s", type(exc).__name__)
 
     async def readiness(self) -> dict[str, str]:
-        """Each store's state: ``ok`` or the reason it is not."""
+        """Each store's state (and the bus's): ``ok`` or the reason it is not."""
         result: dict[str, str] = {}
         for name, probe in (("sql", self.sql.ping), ("locations", self.location_store.ping),
-                            ("videos", self.video_store.ping)):
+                            ("videos", self.video_store.ping), ("bus", self.bus.ping)):
             try:
                 async with asyncio.timeout(min(5.0, self.settings.store_timeout_s)):
                     await probe()

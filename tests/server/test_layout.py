@@ -16,7 +16,7 @@ PACKAGE = "truckx_server"
 LAYERS = [
     ("errors", "vocab", "config", "models", "paging", "logs", "metrics", "auth", "ratelimit"),
     ("storage", "migrate"),
-    ("hub", "bus", "ingest"),
+    ("hub", "bus", "bus_redis", "ingest"),
     ("domain",),
     ("wiring", "openapi"),
     ("handlers",),

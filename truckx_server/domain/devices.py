@@ -9,7 +9,7 @@ import time
 from typing import Any, Sequence
 
 from .. import auth, paging
-from ..bus import Bus
+from ..bus import RESYNC, Bus
 from ..config import Secret
 from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..hub import Hub, Session
@@ -43,6 +43,12 @@ def _name(value: Any, nullable_hint: str = "") -> str | None:
     return value
 
 
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    """The later of two times (this process's last_seen and the stored one, which another process holding
+    the device's socket keeps moving)."""
+    return b if a is None or (b is not None and b > a) else a
+
+
 class AuthCache:
     """Device credentials ``{imei, secret_hash, enabled, secret_version}`` (or None: not registered),
     read on every device login and WebSocket handshake. Entries expire after ``ttl_s``; every change
@@ -52,6 +58,8 @@ class AuthCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        #: moves with every forget: a row read before a change is not cached after it
+        self.generation = 0
 
     def get(self, imei: str) -> tuple[bool, dict[str, Any] | None]:
         hit = self._entries.get(imei)
@@ -59,7 +67,9 @@ class AuthCache:
             return True, hit[1]
         return False, None
 
-    def put(self, imei: str, row: dict[str, Any] | None) -> None:
+    def put(self, imei: str, row: dict[str, Any] | None, generation: int | None = None) -> None:
+        if generation is not None and generation != self.generation:
+            return
         now = time.monotonic()
         if len(self._entries) >= self.max_entries and imei not in self._entries:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
@@ -68,8 +78,13 @@ class AuthCache:
         self._entries[imei] = (now + self.ttl_s, row)
 
     def forget(self, imeis: Sequence[str]) -> None:
+        self.generation += 1
         for imei in imeis:
             self._entries.pop(imei, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
 
 
 class DeviceService:
@@ -98,8 +113,9 @@ class DeviceService:
         hit, row = self.auth_cache.get(imei)
         if hit:
             return row
+        generation = self.auth_cache.generation
         row = await self.rows.auth(imei)
-        self.auth_cache.put(imei, row)
+        self.auth_cache.put(imei, row, generation)
         return row
 
     async def login(self, imei: Any, secret: Any) -> tuple[str, dt.datetime]:
@@ -128,7 +144,11 @@ class DeviceService:
 
     def _invalidated(self, kind: str, imei: str) -> None:
         """A device changed (on this process or another): drop its credentials and, when it was
-        disabled or its secret rotated, close its live session here."""
+        disabled or its secret rotated, close its live session here. After a bus outage (``RESYNC``)
+        every cached credential goes: changes made meanwhile elsewhere were not heard of."""
+        if kind == RESYNC:
+            self.auth_cache.clear()
+            return
         if not kind.startswith("device."):
             return
         self.auth_cache.forget((imei,))
@@ -212,7 +232,7 @@ class DeviceService:
         latest = {p.imei: p for p in await self.locations.latest(imeis)}
         online = await self.bus.online(imeis)
         seen = self.hub.last_seen
-        return [device_json(r, r["imei"] in online, seen.get(r["imei"]) or r.get("last_seen"),
+        return [device_json(r, r["imei"] in online, _later(seen.get(r["imei"]), r.get("last_seen")),
                             latest.get(r["imei"])) for r in rows]
 
     async def list(self, limit: int, cursor: str | None) -> dict[str, Any]:

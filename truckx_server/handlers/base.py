@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..domain.devices import DeviceService
     from ..domain.events import EventService
     from ..domain.locations import LocationService
+    from ..domain.nodes import NodeService
     from ..domain.users import UserService
     from ..domain.videos import VideoService
     from ..wiring import Node
@@ -91,6 +92,10 @@ class ApiMixin:
     @property
     def events(self) -> "EventService":
         return self.node.events
+
+    @property
+    def nodes(self) -> "NodeService":
+        return self.node.nodes
 
     def authenticate(self, allow_query_token: bool = False) -> Principal | None:
         """Check the token against ``roles`` for this request's method; sets ``self.principal``."""

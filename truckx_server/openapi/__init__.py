@@ -14,10 +14,10 @@ import functools
 import json
 from typing import Any
 
-from . import alarms, commands, devices, locations, ops, users, videos
+from . import alarms, commands, devices, locations, nodes, ops, users, videos
 from .common import DEVICE, READ, VERSION
 
-MODULES = (ops, devices, users, alarms, locations, commands, videos)
+MODULES = (ops, devices, users, alarms, locations, commands, videos, nodes)
 
 WEBSOCKETS = {
     "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "

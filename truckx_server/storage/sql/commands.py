@@ -87,8 +87,10 @@ class CommandRows:
     async def expire(self, now: dt.datetime) -> list[dict[str, Any]]:
         """Mark every queued command past its TTL ``expired``; returns them."""
         async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
+            # locked: several processes expire on the same store, and each command expires (and is
+            # announced) once
             due = [row_dict(r) for r in (await conn.execute(sa.select(commands).where(
-                commands.c.status == "queued", commands.c.expires_at <= to_db(now)))).all()]
+                commands.c.status == "queued", commands.c.expires_at <= to_db(now)).with_for_update())).all()]
             if due:
                 await conn.execute(commands.update().where(
                     commands.c.id.in_([d["id"] for d in due]), commands.c.status == "queued")
