@@ -13,7 +13,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from . import config, logs, migrate
+from . import config, logs, migrate, workers
 from .config import Settings
 from .handlers import (alarms, commands, device_socket, devices, events, locations, nodes, openapi, ops, users,
                        videos)
@@ -57,14 +57,15 @@ class Server:
         self.http: tornado.httpserver.HTTPServer | None = None
         self.port: int = settings.port
 
-    async def start(self, sockets: Sequence[socket.socket] | None = None) -> None:
+    async def start(self, sockets: Sequence[socket.socket] | None = None, reuse_port: bool = False) -> None:
         await self.node.start()
         # The server-wide body limit must admit the largest video; each handler lowers it for itself.
         self.http = tornado.httpserver.HTTPServer(
             self.app, max_body_size=self.settings.max_video_bytes + 1, idle_connection_timeout=120,
             body_timeout=300, xheaders=False)
         if sockets is None:
-            sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, backlog=4096)
+            sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, backlog=4096,
+                                                   reuse_port=reuse_port)
         self.http.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
 
@@ -84,14 +85,15 @@ class Server:
         await self.node.aclose()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, reuse_port: bool = False) -> None:
     server = Server(settings)
-    await server.start()
+    await server.start(reuse_port=reuse_port)
     if server.node.initial_admin_password:
         print(f"truckx: created admin user 'admin' with password: {server.node.initial_admin_password}\n"
               f"truckx: (also written to {settings.data_dir / 'admin-password'}, mode 0600; shown only once)",
               flush=True)
-    log.info("truckx listening on http://%s:%d (data dir %s)", settings.host, server.port, settings.data_dir)
+    log.info("truckx listening on http://%s:%d (data dir %s, node %s)", settings.host, server.port,
+             settings.data_dir, server.node.node_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -115,5 +117,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         migrate.upgrade(settings.resolved_sql_url)
         print(f"migrated to {migrate.current(settings.resolved_sql_url)}")
         return 0
+    if settings.workers > 1:
+        return workers.supervise(settings, serve_worker)
     asyncio.run(serve(settings))
+    return 0
+
+
+def serve_worker(settings: Settings) -> int:
+    """One worker of ``--workers N`` (in a forked process): the port is shared with SO_REUSEPORT."""
+    asyncio.run(serve(settings, reuse_port=True))
     return 0

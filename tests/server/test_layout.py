@@ -20,7 +20,7 @@ LAYERS = [
     ("domain",),
     ("wiring", "openapi"),
     ("handlers",),
-    ("app", "__main__"),
+    ("app", "workers", "__main__"),
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 
