@@ -52,7 +52,7 @@ class Node:
         # stores
         self.sql = make_sql_store(settings)
         self.location_store = make_location_store(settings)
-        self.video_store = make_video_store(settings)
+        self.video_store = make_video_store(settings, self.sql)
 
         # this process's connections, and what crosses to other processes
         self.node_id = settings.resolved_node_id
@@ -76,7 +76,7 @@ class Node:
         self.events = EventService(self.hub, self.bus)
         self.nodes = NodeService(self.bus)
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
-                                   settings.max_video_bytes)
+                                   settings.max_video_bytes, uploads=self.sql.uploads)
 
         # the location hot path: group commit with cumulative acks
         self.batcher = LocationBatcher(
@@ -127,8 +127,9 @@ class Node:
         await self.sql.close()
 
     async def _housekeeping(self) -> None:
-        """Every second: expire commands past their TTL; every 10 s: persist last_seen; with a cluster
-        bus, every 5 s: sweep the command queue for the devices connected here."""
+        """Every second: expire commands past their TTL; every 10 s: persist last_seen, renew the claims
+        of uploads running here and let the video store clean up; with a cluster bus, every 5 s: sweep
+        the command queue for the devices connected here."""
         tick = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
@@ -137,6 +138,7 @@ class Node:
                 await self.commands.expire()
                 if tick % LAST_SEEN_TICKS == 0:
                     await self.devices.save_last_seen()
+                    await self.videos.housekeeping()
                 if self.bus.clustered and tick % SWEEP_TICKS == 0:
                     await self.commands.sweep()
             except Exception as exc:

@@ -1,5 +1,6 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
-aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``."""
+aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``,
+``.uploads``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from .alarms import AlarmRows
 from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
+from .uploads import UploadRows
 from .users import UserRows
 from .videos import VideoRows
 
@@ -23,6 +25,7 @@ class SqlStore:
         self.alarms = AlarmRows(self.db)
         self.videos = VideoRows(self.db)
         self.commands = CommandRows(self.db)
+        self.uploads = UploadRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()
