@@ -13,7 +13,8 @@ from typing import AsyncIterator
 import httpx
 import pytest
 
-from tests.cluster.conftest import S3_ENV, Cluster, MotoServer, s3_client
+from tests.cluster.conftest import Cluster
+from tests.services import S3_ENV, MotoServer, s3_client
 from tests.cluster.support import bearer, eventually
 from tests.support import new_imei
 

@@ -164,13 +164,13 @@ class S3PartWriter:
     async def _finish(self) -> None:
         tail = bytes(self._buffer)
         self._buffer = bytearray()
-        if self._hasher is not None:
-            await asyncio.to_thread(self._hasher.update, tail)
         if self.upload_id is None:
+            if self._hasher is not None:
+                await asyncio.to_thread(self._hasher.update, tail)
             self.small_body = tail
             return
         if tail or self.next_part == 1:
-            await self._send_part(tail)
+            await self._send_part(tail)  # hashes it too
             if self._error is not None:
                 raise self._error
         if self._hasher is None:
