@@ -1,7 +1,8 @@
 """Failures in a cluster of real processes: a node killed with ``kill -9`` while its devices stream (they
 move to the survivor; every acknowledged point is stored, once), and a bus outage (Redis cut off from one
 node through a TCP proxy: its devices keep streaming and being acked, ``/readyz`` says so, and after
-the outage it rejoins by itself and delivers what was queued meanwhile)."""
+the outage it rejoins by itself, delivers what was queued meanwhile and closes the socket of a device
+disabled meanwhile)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from tests.cluster.support import bearer, eventually, location
 from tests.process import ServerProcess
 from tests.server.test_faults import SimDevice, TcpProxy, stream
 from tests.support import Device, new_imei
+from truckx_server.vocab import CLOSE_DISABLED
 
 pytestmark = [pytest.mark.slow, pytest.mark.mariadb, pytest.mark.mongo]
 
@@ -92,9 +94,10 @@ async def test_bus_outage_acks_go_on_and_delivery_resumes(cluster: Cluster) -> N
     try:
         a = cluster.node("a", bus_url=f"redis://127.0.0.1:{proxy.port}/0")
         b = cluster.node("b")
-        [dev] = a.register([new_imei()])
+        dev, other = a.register([new_imei(), new_imei()])
         imei = dev["imei"]
         ws = await cluster.device_ws(a, dev["token"])
+        ws_other = await cluster.device_ws(a, other["token"])
         await ws.send(location(1, 1))
         await ws.wait_ack(1)
         async with httpx.AsyncClient(base_url=a.url, timeout=30) as http_a, \
@@ -119,6 +122,9 @@ async def test_bus_outage_acks_go_on_and_delivery_resumes(cluster: Cluster) -> N
             r = await http_b.post(f"/api/v1/admin/devices/{imei}/commands", json={"command": "reset"})
             assert r.status_code == 202 and r.json()["status"] == "queued"
             command_id = r.json()["id"]
+            # and a device disabled on B meanwhile: A cannot hear of it now
+            r = await http_b.patch(f"/api/v1/admin/devices/{other['imei']}", json={"enabled": False})
+            assert r.status_code == 200
 
             proxy.restore()
 
@@ -127,6 +133,7 @@ async def test_bus_outage_acks_go_on_and_delivery_resumes(cluster: Cluster) -> N
             await eventually(bus_up_on_a, timeout=20, what="A rejoining the bus")
             frame = await ws.wait_for(lambda m: m["type"] == "command", 20)
             assert frame["id"] == command_id
+            assert await ws_other.wait_closed(20) == CLOSE_DISABLED  # checked again after the outage
             await ws.send(location(30, 30))
             await ws.wait_ack(30)
             # A republished its presence and its node: B sees both again

@@ -3,6 +3,7 @@ rename/disable/rotate, and the device's live session on this process (online, la
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
@@ -26,6 +27,8 @@ AUTH_TTL_S = 30.0
 AUTH_CACHE_MAX = 200_000
 MAX_REGISTER = 10_000
 NAME_MAX = 128
+#: devices checked per query when the sessions held here are checked again after a bus outage
+RECHECK_BATCH = 500
 #: invalidation kinds on the bus
 DISABLED, ROTATED, CHANGED = "device.disabled", "device.rotated", "device.changed"
 
@@ -97,6 +100,7 @@ class DeviceService:
         self.tokens = tokens
         self.device_key = device_key
         self.auth_cache = AuthCache()
+        self._rechecks: set[asyncio.Task[int]] = set()  # after a bus outage
         bus.on_invalidate(self._invalidated)
 
     async def warm(self) -> int:
@@ -148,6 +152,9 @@ class DeviceService:
         every cached credential goes: changes made meanwhile elsewhere were not heard of."""
         if kind == RESYNC:
             self.auth_cache.clear()
+            task = asyncio.get_running_loop().create_task(self._recheck_logged())
+            self._rechecks.add(task)
+            task.add_done_callback(self._rechecks.discard)
             return
         if not kind.startswith("device."):
             return
@@ -156,6 +163,32 @@ class DeviceService:
             self.hub.disconnect(imei, CLOSE_DISABLED, "device disabled")
         elif kind == ROTATED:
             self.hub.disconnect(imei, CLOSE_CREDENTIALS_CHANGED, "device secret rotated")
+
+    async def recheck_sessions(self) -> int:
+        """Check the devices whose sockets are held here against the store, and close those disabled,
+        deleted or rotated meanwhile (after a bus outage, when their invalidation may have been lost).
+        Returns how many were closed."""
+        closed = 0
+        imeis = list(self.hub.sessions)
+        for i in range(0, len(imeis), RECHECK_BATCH):
+            rows = await self.rows.auth_many(imeis[i:i + RECHECK_BATCH])
+            for imei in imeis[i:i + RECHECK_BATCH]:
+                session = self.hub.sessions.get(imei)
+                row = rows.get(imei)
+                if session is None:
+                    continue
+                if row is None or not row["enabled"]:
+                    closed += self.hub.disconnect(imei, CLOSE_DISABLED, "device disabled")
+                elif getattr(session, "secret_version", row["secret_version"]) != row["secret_version"]:
+                    closed += self.hub.disconnect(imei, CLOSE_CREDENTIALS_CHANGED, "device secret rotated")
+        return closed
+
+    async def _recheck_logged(self) -> int:
+        try:
+            return await self.recheck_sessions()
+        except Exception as exc:
+            log.warning("session recheck failed: %s", type(exc).__name__)
+            return 0
 
     # -- registration and changes ----------------------------------------------------------------
 

@@ -28,6 +28,8 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     def initialize(self) -> None:
         self.imei = ""
+        #: the secret version of the token this session authenticated with
+        self.secret_version = 0
         self._open = False
 
     # -- handshake -------------------------------------------------------------------------------
@@ -37,6 +39,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         assert principal is not None
         await self.devices.authenticate(principal)
         self.imei = principal.sub
+        self.secret_version = principal.version
 
     def check_origin(self, origin: str) -> bool:
         return True  # devices are not browsers; authentication is the bearer token, never a cookie
