@@ -499,6 +499,8 @@ class RedisBus:
 
     def session_opened(self, imei: str) -> None:
         if self._enqueue(("open", imei)):
+            if len(self._pending_open) >= OUT_MAX:  # announcements that never came back (bounded anyway)
+                self._pending_open.clear()
             self._pending_open[imei] = self._pending_open.get(imei, 0) + 1
 
     def session_closed(self, imei: str) -> None:

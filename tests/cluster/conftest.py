@@ -6,7 +6,6 @@ tests/services.py."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import secrets
 from pathlib import Path
 from typing import AsyncIterator
@@ -57,9 +56,7 @@ class Cluster:
         for ws in self.sockets:
             ws.close()
         await asyncio.to_thread(lambda: [srv.stop() for srv in self.nodes])
-        for ws in self.sockets:
-            with contextlib.suppress(Exception):
-                await ws.wait_closed(2)
+        await asyncio.gather(*(ws.wait_closed(2) for ws in self.sockets), return_exceptions=True)
 
 
 @pytest.fixture
