@@ -114,6 +114,8 @@ async def test_bus_outage_acks_go_on_and_delivery_resumes(cluster: Cluster) -> N
             await eventually(bus_down_on_a, what="A's /readyz reporting the bus")
             body = (await http_a.get("/readyz")).json()
             assert all(body["stores"][k] == "ok" for k in ("sql", "locations", "videos")), body
+            r = await http_a.get("/api/v1/admin/nodes", headers=bearer(a.admin_token()))
+            assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
             # the device keeps streaming and being acknowledged
             for seq in range(2, 30):
                 await ws.send(location(seq, seq))
