@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, AsyncIterator
 
 import pytest
 
-pytest_plugins = ["tests.backends"]  # the backend fixtures (each test's databases)
+pytest_plugins = ["tests.backends", "tests.services"]  # each test's databases; Redis and S3 (moto)
 pytest.register_assert_rewrite("tests.support", "tests.server.support")
 
 import httpx  # noqa: E402 (after the assertion-rewrite registration)

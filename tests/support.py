@@ -308,6 +308,10 @@ class Probe:
         """The writer of an upload in progress (None when none runs)."""
         return self._node.video_store.active(imei, name)
 
+    async def video_housekeeping(self) -> int:
+        """Run the video store's clean-up now (S3: abort abandoned uploads); how many it removed."""
+        return await self._node.video_store.housekeeping(force=True)
+
     @property
     def batcher(self) -> Any:
         """The location batcher (tests swap its ``store`` for one that fails or blocks)."""

@@ -9,7 +9,7 @@ from typing import Any, Optional
 
 import typer
 
-from . import alarms, auth, commands, devices, locations, storage, users, videos, watch
+from . import alarms, auth, commands, devices, locations, nodes, storage, users, videos, watch
 from .client import CliError, Settings, check_profile_name
 from .common import PROFILE_HELP, RELATIVE_HELP, TZ_HELP, Group
 
@@ -112,6 +112,7 @@ app.add_typer(users.app, name="users")
 app.add_typer(auth.profiles_app, name="profiles")
 watch.register(app)
 storage.register(app)
+nodes.register(app)
 
 
 def main() -> None:

@@ -16,18 +16,17 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from . import config, listener, logs, migrate
+from . import config, listener, logs, migrate, workers
 from .config import Settings
-from .handlers import (alarms, commands, console, device_socket, devices, events, locations, openapi, ops, retention,
-                       sessions, trips,
-                       users, videos)
+from .handlers import (alarms, commands, console, device_socket, devices, events, locations, nodes, openapi, ops,
+                       retention, sessions, trips, users, videos)
 from .handlers.base import NotFoundHandler
 from .wiring import Node
 
 log = logging.getLogger("truckx")
 
 ROUTE_MODULES = [ops, openapi, devices, users, sessions, alarms, locations, trips, commands, videos, retention,
-                 device_socket, events, console]
+                 nodes, device_socket, events, console]
 
 
 def routes() -> list:
@@ -84,13 +83,13 @@ class Server:
         self.listener: listener.Listener | None = None
         self.port: int = settings.port
 
-    async def start(self, sockets: Sequence[socket.socket] | None = None) -> None:
+    async def start(self, sockets: Sequence[socket.socket] | None = None, reuse_port: bool = False) -> None:
         s = self.settings
         # Bind before anything starts a thread or opens a store: a taken port fails here, with nothing
         # to undo (see main: one line, exit code 2).
         if sockets is None:
             try:
-                sockets = tornado.netutil.bind_sockets(s.port, s.host, backlog=4096)
+                sockets = tornado.netutil.bind_sockets(s.port, s.host, backlog=4096, reuse_port=reuse_port)
             except OSError as exc:
                 raise ListenError(f"cannot listen on {s.host}:{s.port}: {(exc.strerror or str(exc)).lower()}") from exc
         try:
@@ -135,14 +134,15 @@ class Server:
         await self.node.aclose()
 
 
-async def serve(settings: Settings) -> None:
+async def serve(settings: Settings, reuse_port: bool = False) -> None:
     server = Server(settings)
-    await server.start()
+    await server.start(reuse_port=reuse_port)
     if server.node.initial_admin_password:
         print(f"truckx: created admin user 'admin' with password: {server.node.initial_admin_password}\n"
               f"truckx: (also written to {settings.data_dir / 'admin-password'}, mode 0600; shown only once)",
               flush=True)
-    log.info("truckx listening on http://%s:%d (data dir %s)", settings.host, server.port, settings.data_dir)
+    log.info("truckx listening on http://%s:%d (data dir %s, node %s)", settings.host, server.port,
+             settings.data_dir, server.node.node_id)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -170,8 +170,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"migrated to {migrate.current(settings.resolved_sql_url)}")
         return 0
     try:
+        if settings.workers > 1:
+            return workers.supervise(settings, serve_worker)
         asyncio.run(serve(settings))
-    except ListenError as exc:
+    except (ListenError, workers.PortTaken) as exc:
         print(f"truckx-server: {exc}", file=sys.stderr, flush=True)
         return 2
+    return 0
+
+
+def serve_worker(settings: Settings) -> int:
+    """One worker of ``--workers N`` (in a forked process): the port is shared with SO_REUSEPORT."""
+    asyncio.run(serve(settings, reuse_port=True))
     return 0

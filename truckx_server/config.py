@@ -12,6 +12,8 @@ import ipaddress
 import os
 import re
 import secrets
+import socket
+import urllib.parse
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -143,6 +145,20 @@ class Settings:
     media_workers: int = 1
     #: wall-clock limit for reading one video's metadata and thumbnail, in seconds
     media_timeout_s: float = 20.0
+    #: the cluster bus (``redis://host:port/db``); empty: one process, the in-process bus
+    bus_url: str = ""
+    #: prefix of every Redis key and channel, so that several deployments (or tests) share one Redis
+    bus_prefix: str = "truckx"
+    #: this process's name in the cluster; empty: host name, port and pid
+    node_id: str = ""
+    #: server processes forked on this host, sharing the listening port
+    workers: int = 1
+    #: where videos live: file:///path or s3://bucket/prefix; empty: video_dir (default <data-dir>/videos)
+    video_url: str = ""
+    #: S3 multipart part size (every part but the last; the same on every resume of an upload)
+    s3_part_size: int = 8 * 1024**2
+    #: an unfinished S3 upload untouched this long is aborted (its parts deleted)
+    upload_abandon_after_s: int = 7 * 86400
 
     def __post_init__(self) -> None:
         if not isinstance(self.trusted_proxies, tuple) or not all(
@@ -164,6 +180,15 @@ class Settings:
     @property
     def resolved_video_dir(self) -> Path:
         return self.video_dir or (self.data_dir / "videos")
+
+    @property
+    def resolved_video_url(self) -> str:
+        """``file:///abs/path`` or ``s3://bucket/prefix``."""
+        return self.video_url or Path(os.path.abspath(self.resolved_video_dir)).as_uri()
+
+    @property
+    def resolved_node_id(self) -> str:
+        return self.node_id or f"{socket.gethostname()}:{self.port}:{os.getpid()}"
 
     def validate(self) -> "Settings":
         if not (0 <= self.port <= 65535):
@@ -191,9 +216,57 @@ class Settings:
             raise ConfigError("media_workers must be 0-64")
         if not 0 < self.media_timeout_s <= 3600:
             raise ConfigError("media_timeout_s must be more than 0 and at most 3600")
+        self._validate_cluster()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
+
+    def _validate_cluster(self) -> None:
+        if self.bus_url and self.bus_url.split(":", 1)[0] not in ("redis", "rediss", "unix"):
+            raise ConfigError("bus_url: use redis://host:port/db, rediss://... or unix:///path")
+        if not BUS_PREFIX_RE.fullmatch(self.bus_prefix):
+            raise ConfigError("bus_prefix: 1-64 letters, digits and _ . : -")
+        if self.node_id and not NODE_ID_RE.fullmatch(self.node_id):
+            raise ConfigError("node_id: 1-128 letters, digits and _ . : -")
+        if not 1 <= self.workers <= 64:
+            raise ConfigError("workers must be 1-64")
+        if self.video_url and self.video_dir:
+            raise ConfigError("give video_url or video_dir, not both")
+        if self.video_url:
+            video_location(self.video_url)
+        if not 5 * 1024**2 <= self.s3_part_size <= 5 * 1024**3:
+            raise ConfigError("s3_part_size must be 5 MiB to 5 GiB (S3's limits for a part)")
+        if self.upload_abandon_after_s <= 0:
+            raise ConfigError("upload_abandon_after_s must be positive")
+        if self.workers > 1:
+            if not self.bus_url:
+                raise ConfigError("--workers above 1 needs --bus-url: the worker processes share devices, "
+                                  "commands and events through it")
+            if self.resolved_locations_url.startswith("sqlite:"):
+                raise ConfigError("--workers above 1 needs --locations-url mongodb://...: the SQLite "
+                                  "location store has one writer per file, which the workers would take turns on")
+
+
+BUS_PREFIX_RE = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+NODE_ID_RE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+
+
+def video_location(url: str) -> tuple[str, str, str]:
+    """``("file", path, "")`` or ``("s3", bucket, prefix)`` from a video URL; :class:`ConfigError` if it
+    is neither."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme == "file":
+        if parsed.netloc not in ("", "localhost") or not parsed.path.startswith("/"):
+            raise ConfigError("video_url: a file URL needs an absolute path, file:///path")
+        return "file", urllib.parse.unquote(parsed.path), ""
+    if parsed.scheme == "s3":
+        bucket, prefix = parsed.netloc, parsed.path.strip("/")
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket):
+            raise ConfigError("video_url: s3://bucket/prefix needs a valid bucket name")
+        if parsed.query or parsed.fragment or not re.fullmatch(r"[A-Za-z0-9_./-]{0,512}", prefix) or ".." in prefix:
+            raise ConfigError("video_url: the S3 prefix may hold letters, digits and _ . / - only")
+        return "s3", bucket, prefix
+    raise ConfigError("video_url: use file:///path or s3://bucket/prefix")
 
 
 # name -> (type or converter, help). Every field is settable by flag --name-with-dashes and env TRUCKX_NAME.
@@ -240,6 +313,13 @@ _OPTIONS: dict[str, tuple[type | Callable[[str], Any], str]] = {
     "retention_interval_s": (int, "seconds between retention passes (the first runs 10 s after start)"),
     "stop_min_s": (int, "trips and stops: a stop lasts at least this many seconds below 5 km/h, or is a gap "
                         "in reports this long"),
+    "bus_url": (str, "cluster bus, redis://host:port/db (empty: one process, nothing shared)"),
+    "bus_prefix": (str, "prefix of the Redis keys and channels of this deployment"),
+    "node_id": (str, "name of this process in the cluster (default: host name, port and pid)"),
+    "workers": (int, "server processes on this host sharing the port (above 1 needs --bus-url)"),
+    "video_url": (str, "video store: file:///path or s3://bucket/prefix (default <data-dir>/videos)"),
+    "s3_part_size": (int, "S3 multipart part size in bytes (at least 5 MiB)"),
+    "upload_abandon_after_s": (int, "unfinished S3 uploads untouched this long are aborted"),
 }
 
 

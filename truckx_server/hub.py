@@ -63,6 +63,15 @@ class Hub:
         self.seen(session.imei)
         return True
 
+    def hand_off(self, imei: str, code: int, reason: str) -> bool:
+        """A newer socket of ``imei`` opened on another process: close the one held here and forget it
+        at once, so that its closing does not count as the device going offline."""
+        session = self.sessions.pop(imei, None)
+        if session is None:
+            return False
+        session.close(code, reason)
+        return True
+
     def is_online(self, imei: str) -> bool:
         return imei in self.sessions
 

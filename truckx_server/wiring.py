@@ -23,12 +23,14 @@ from .domain.locations import LocationService
 from .domain.sessions import SessionService
 from .domain.retention import RetentionPolicy, RetentionService
 from .domain.trips import TripService
+from .domain.nodes import NodeService
 from .domain.users import UserService
 from .domain.videos import VideoService
 from .hub import Hub
 from .ingest import LocationBatcher
 from .media import MediaProber
 from .metrics import Metrics
+from .models import utcnow
 from .storage import make_location_store, make_sql_store, make_video_store
 
 log = logging.getLogger("truckx.wiring")
@@ -40,6 +42,8 @@ LAST_SEEN_TICKS = 10
 VIDEO_SWEEP_TICKS = 10
 #: ended browser sessions are deleted every this many ticks
 SESSION_PURGE_TICKS = 600
+#: with a cluster bus: every this many ticks, deliver queued commands a lost bus message left waiting
+SWEEP_TICKS = 5
 
 
 class Node:
@@ -56,11 +60,19 @@ class Node:
         # stores
         self.sql = make_sql_store(settings)
         self.location_store = make_location_store(settings)
-        self.video_store = make_video_store(settings)
+        self.video_store = make_video_store(settings, self.sql)
 
         # this process's connections, and what crosses to other processes
+        self.node_id = settings.resolved_node_id
+        self.started_at = utcnow()
         self.hub = Hub()
-        self.bus: Bus = LocalBus(self.hub)
+        self.bus: Bus
+        if settings.bus_url:
+            from .bus_redis import RedisBus
+            self.bus = RedisBus(self.hub, settings.bus_url, settings.bus_prefix, self.node_id, self.started_at,
+                                timeout_s=min(2.0, settings.store_timeout_s))
+        else:
+            self.bus = LocalBus(self.hub, self.node_id, self.started_at)
 
         # domain services
         self.devices = DeviceService(self.sql.devices, self.location_store, self.hub, self.bus, self.tokens,
@@ -71,10 +83,11 @@ class Node:
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
         self.events = EventService(self.hub, self.bus, settings.max_feeds_per_user)
+        self.nodes = NodeService(self.bus)
         self.media = MediaProber(workers=settings.media_workers, timeout_s=settings.media_timeout_s,
                                  on_outcome=lambda outcome: metrics.video_probes.labels(outcome).inc())
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
-                                   settings.max_video_bytes, self.media)
+                                   settings.max_video_bytes, self.media, uploads=self.sql.uploads)
 
         self.trips = TripService(self.location_store, self.sql.alarms, self.sql.devices, settings.stop_min_s)
         self.retention = RetentionService(
@@ -141,8 +154,10 @@ class Node:
         await self.sql.close()
 
     async def _housekeeping(self) -> None:
-        """Every second: expire commands past their TTL; every 10 s: persist last_seen, and schedule
-        videos whose metadata was never read; every 10 minutes: delete ended browser sessions."""
+        """Every second: expire commands past their TTL; every 10 s: persist last_seen, renew the claims
+        of uploads running here and let the video store clean up, and schedule videos whose metadata was
+        never read; with a cluster bus, every 5 s: sweep the command queue for the devices connected here;
+        every 10 minutes: delete ended browser sessions."""
         tick = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
@@ -151,18 +166,21 @@ class Node:
                 await self.commands.expire()
                 if tick % LAST_SEEN_TICKS == 0:
                     await self.devices.save_last_seen()
+                    await self.videos.housekeeping()
                 if tick % VIDEO_SWEEP_TICKS == 1:
                     await self.videos.sweep()
                 if tick % SESSION_PURGE_TICKS == 1:
                     await self.sessions.purge_expired()
+                if self.bus.clustered and tick % SWEEP_TICKS == 0:
+                    await self.commands.sweep()
             except Exception as exc:
                 log.warning("housekeeping failed: %s", type(exc).__name__)
 
     async def readiness(self) -> dict[str, str]:
-        """Each store's state: ``ok`` or the reason it is not."""
+        """Each store's state (and the bus's): ``ok`` or the reason it is not."""
         result: dict[str, str] = {}
         for name, probe in (("sql", self.sql.ping), ("locations", self.location_store.ping),
-                            ("videos", self.video_store.ping)):
+                            ("videos", self.video_store.ping), ("bus", self.bus.ping)):
             try:
                 async with asyncio.timeout(min(5.0, self.settings.store_timeout_s)):
                     await probe()

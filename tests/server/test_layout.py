@@ -16,11 +16,11 @@ PACKAGE = "truckx_server"
 LAYERS = [
     ("errors", "vocab", "config", "models", "paging", "logs", "metrics", "auth", "ratelimit", "listener", "privacy"),
     ("storage", "migrate"),
-    ("hub", "bus", "ingest", "media"),
+    ("hub", "bus", "bus_redis", "ingest", "media"),
     ("domain",),
     ("wiring", "openapi"),
     ("handlers",),
-    ("app", "__main__"),
+    ("app", "workers", "__main__"),
 ]
 LAYER_OF = {name: i for i, names in enumerate(LAYERS) for name in names}
 

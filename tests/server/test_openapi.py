@@ -134,6 +134,8 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
                            headers=admin)
         assert r.status_code == 200 and r.json() == {"items": []}
     await http.get("/api/v1/admin/locations/latest", headers=admin)
+    r = await http.get("/api/v1/admin/nodes", headers=admin)
+    assert r.status_code == 200 and r.json()["items"][0]["sessions"] == 1
 
     r = await http.get(f"/api/v1/admin/devices/{dev.imei}/videos", headers=admin)
     assert r.status_code == 200 and len(r.json()["items"]) == 2

@@ -173,12 +173,15 @@ def _healthz(url: str) -> httpx.Response | None:
 
 # -- 17. a port already taken -----------------------------------------------------------------------
 
-def test_a_taken_port_prints_one_line_and_exits_with_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [[], ["--workers", "2", "--bus-url", "redis://127.0.0.1:6379/15",
+                                          "--locations-url", "mongodb://127.0.0.1:1/unused"]],
+                         ids=["one process", "workers"])
+def test_a_taken_port_prints_one_line_and_exits_with_2(tmp_path: Path, workers: list[str]) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        srv = ServerProcess(tmp_path / "data", port=busy.getsockname()[1])
+        srv = ServerProcess(tmp_path / "data", *workers, port=busy.getsockname()[1])
         code = srv.exit_code(timeout=60)
-    lines = srv.log_text().strip().splitlines()
+    lines = [line for line in srv.log_text().strip().splitlines() if " INFO " not in line]
     assert code == 2, srv.log_text()
     assert len(lines) == 1 and "in use" in lines[0] and str(srv.port) in lines[0], lines

@@ -17,7 +17,7 @@ import uuid
 import weakref
 from typing import Any
 
-from ..bus import Bus
+from ..bus import RESYNC, Bus
 from ..errors import InvalidArgument, NotFound
 from ..hub import Hub
 from ..metrics import Metrics
@@ -83,7 +83,9 @@ class CommandService:
         self._maybe_queued: set[str] = set()
         self._queued_marks: dict[str, int] = {}
         self._closing = asyncio.Event()
+        self._sweeps: set[asyncio.Task[int]] = set()  # after a bus outage
         bus.on_command_queued(self._queued_here)
+        bus.on_invalidate(self._invalidated)
 
     async def load(self) -> None:
         """At start: every IMEI with queued commands, so that their devices get them on connect."""
@@ -93,6 +95,33 @@ class CommandService:
     def close(self) -> None:
         """Server shutdown: release every long-polling ``?wait=``."""
         self._closing.set()
+
+    async def sweep(self) -> int:
+        """With other processes (a cluster bus): every IMEI with queued commands may have them read on
+        its next connect here, and the devices connected here get theirs now. Catches up on command
+        messages the bus lost (housekeeping, every few seconds, and after a bus outage). Returns how
+        many commands were sent."""
+        imeis = await self.rows.imeis_with_queued()
+        for imei in imeis:
+            self._note_queued(imei)
+        sent = 0
+        for imei in imeis:
+            if imei in self.hub.sessions:
+                sent += await self._deliver(imei)
+        return sent
+
+    def _invalidated(self, kind: str, _key: str) -> None:
+        if kind == RESYNC and not self._closing.is_set():
+            task = asyncio.get_running_loop().create_task(self._sweep_logged())
+            self._sweeps.add(task)
+            task.add_done_callback(self._sweeps.discard)
+
+    async def _sweep_logged(self) -> int:
+        try:
+            return await self.sweep()
+        except Exception as exc:
+            log.warning("command sweep failed: %s", type(exc).__name__)
+            return 0
 
     # -- admin -----------------------------------------------------------------------------------
 

@@ -3,13 +3,14 @@ rename/disable/rotate, and the device's live session on this process (online, la
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import time
 from typing import Any, Sequence
 
 from .. import auth, paging
-from ..bus import Bus
+from ..bus import RESYNC, Bus
 from ..config import Secret
 from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..hub import Hub, Session
@@ -32,6 +33,8 @@ NAME_MAX = 128
 SECRET_MAX = 256
 #: compared against when the IMEI is not registered, so both paths do the same work
 _NO_DEVICE_HASH = "0" * 64
+#: devices checked per query when the sessions held here are checked again after a bus outage
+RECHECK_BATCH = 500
 #: invalidation kinds on the bus (vocab.py: other services hear them too)
 DISABLED, ROTATED, CHANGED = DEVICE_DISABLED, DEVICE_ROTATED, DEVICE_CHANGED
 
@@ -49,6 +52,12 @@ def _name(value: Any, nullable_hint: str = "") -> str | None:
     return value
 
 
+def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    """The later of two times (this process's last_seen and the stored one, which another process holding
+    the device's socket keeps moving)."""
+    return b if a is None or (b is not None and b > a) else a
+
+
 class AuthCache:
     """Device credentials ``{imei, secret_hash, enabled, secret_version}`` (or None: not registered),
     read on every device login and WebSocket handshake. Entries expire after ``ttl_s``; every change
@@ -58,6 +67,8 @@ class AuthCache:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
         self._entries: dict[str, tuple[float, dict[str, Any] | None]] = {}
+        #: moves with every forget: a row read before a change is not cached after it
+        self.generation = 0
 
     def get(self, imei: str) -> tuple[bool, dict[str, Any] | None]:
         hit = self._entries.get(imei)
@@ -65,7 +76,9 @@ class AuthCache:
             return True, hit[1]
         return False, None
 
-    def put(self, imei: str, row: dict[str, Any] | None) -> None:
+    def put(self, imei: str, row: dict[str, Any] | None, generation: int | None = None) -> None:
+        if generation is not None and generation != self.generation:
+            return
         now = time.monotonic()
         if len(self._entries) >= self.max_entries and imei not in self._entries:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
@@ -74,8 +87,13 @@ class AuthCache:
         self._entries[imei] = (now + self.ttl_s, row)
 
     def forget(self, imeis: Sequence[str]) -> None:
+        self.generation += 1
         for imei in imeis:
             self._entries.pop(imei, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
 
 
 class DeviceService:
@@ -89,6 +107,7 @@ class DeviceService:
         self.device_key = device_key
         self.auth_cache = AuthCache()
         self.login_guard = LoginGuard(login_rate_per_min)
+        self._rechecks: set[asyncio.Task[int]] = set()  # after a bus outage
         bus.on_invalidate(self._invalidated)
 
     async def warm(self) -> int:
@@ -105,8 +124,9 @@ class DeviceService:
         hit, row = self.auth_cache.get(imei)
         if hit:
             return row
+        generation = self.auth_cache.generation
         row = await self.rows.auth(imei)
-        self.auth_cache.put(imei, row)
+        self.auth_cache.put(imei, row, generation)
         return row
 
     async def login(self, imei: Any, secret: Any, address: str = "") -> tuple[str, dt.datetime]:
@@ -147,7 +167,14 @@ class DeviceService:
 
     def _invalidated(self, kind: str, imei: str) -> None:
         """A device changed (on this process or another): drop its credentials and, when it was
-        disabled or its secret rotated, close its live session here."""
+        disabled or its secret rotated, close its live session here. After a bus outage (``RESYNC``)
+        every cached credential goes: changes made meanwhile elsewhere were not heard of."""
+        if kind == RESYNC:
+            self.auth_cache.clear()
+            task = asyncio.get_running_loop().create_task(self._recheck_logged())
+            self._rechecks.add(task)
+            task.add_done_callback(self._rechecks.discard)
+            return
         if not kind.startswith("device."):
             return
         self.auth_cache.forget((imei,))
@@ -155,6 +182,32 @@ class DeviceService:
             self.hub.disconnect(imei, CLOSE_DISABLED, "device disabled")
         elif kind == ROTATED:
             self.hub.disconnect(imei, CLOSE_CREDENTIALS_CHANGED, "device secret rotated")
+
+    async def recheck_sessions(self) -> int:
+        """Check the devices whose sockets are held here against the store, and close those disabled,
+        deleted or rotated meanwhile (after a bus outage, when their invalidation may have been lost).
+        Returns how many were closed."""
+        closed = 0
+        imeis = list(self.hub.sessions)
+        for i in range(0, len(imeis), RECHECK_BATCH):
+            rows = await self.rows.auth_many(imeis[i:i + RECHECK_BATCH])
+            for imei in imeis[i:i + RECHECK_BATCH]:
+                session = self.hub.sessions.get(imei)
+                row = rows.get(imei)
+                if session is None:
+                    continue
+                if row is None or not row["enabled"]:
+                    closed += self.hub.disconnect(imei, CLOSE_DISABLED, "device disabled")
+                elif getattr(session, "secret_version", row["secret_version"]) != row["secret_version"]:
+                    closed += self.hub.disconnect(imei, CLOSE_CREDENTIALS_CHANGED, "device secret rotated")
+        return closed
+
+    async def _recheck_logged(self) -> int:
+        try:
+            return await self.recheck_sessions()
+        except Exception as exc:
+            log.warning("session recheck failed: %s", type(exc).__name__)
+            return 0
 
     # -- registration and changes ----------------------------------------------------------------
 
@@ -231,7 +284,7 @@ class DeviceService:
         latest = {p.imei: p for p in await self.locations.latest(imeis)}
         online = await self.bus.online(imeis)
         seen = self.hub.last_seen
-        return [device_json(r, r["imei"] in online, seen.get(r["imei"]) or r.get("last_seen"),
+        return [device_json(r, r["imei"] in online, _later(seen.get(r["imei"]), r.get("last_seen")),
                             latest.get(r["imei"])) for r in rows]
 
     async def list(self, limit: int, cursor: str | None) -> dict[str, Any]:

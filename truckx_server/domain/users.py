@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import auth
-from ..bus import Bus
+from ..bus import RESYNC, Bus
 from ..config import Secret
 from ..errors import Conflict, InvalidArgument, NotFound, Unauthorized
 from ..models import format_time, utcnow
@@ -60,6 +60,10 @@ class UserChecks:
     def forget(self, username: str) -> None:
         self.generation += 1
         self._entries.pop(username, None)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
 
 
 class UserService:
@@ -131,6 +135,8 @@ class UserService:
     def _invalidated(self, kind: str, username: str) -> None:
         if kind == CHANGED:
             self.checks.forget(username)
+        elif kind == RESYNC:
+            self.checks.clear()
 
     # -- accounts --------------------------------------------------------------------------------
 

@@ -15,13 +15,20 @@ Disabling a device or rotating its secret (heard on the bus) cuts its uploads in
 process off at their durable offset: the request's connection is dropped, the part is kept for a resume
 once the device may upload again, and an upload whose last bytes had already arrived is refused
 (403/401) instead of being made visible.
+
+With other processes (a cluster bus), the claim is also a row in SQL with a lease (:class:`UploadLeases`):
+a newer request of the device for the same file on another process asks the holder, over the bus, to
+cut its upload off, and takes the claim once it is put away (or once the holder is dead or its lease
+ran out), as a newer request on the same process does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import uuid
 from typing import Any, Callable, Iterator
 
 from .. import paging
@@ -30,12 +37,133 @@ from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooL
 from ..media import MediaInfo, MediaProber, ProbeSkipped
 from ..metrics import Metrics
 from ..models import format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name, validate_imei
-from ..storage.base import PartWriter, VideoStore
+from ..storage.base import PartWriter, UploadClaim, VideoStore
 from ..storage.sql.devices import DeviceRows
+from ..storage.sql.uploads import UploadRows
 from ..storage.sql.videos import VideoRows
 from ..vocab import DEVICE_DISABLED, DEVICE_ROTATED
 
 log = logging.getLogger("truckx.videos")
+
+#: an upload's claim across processes lasts this long unless renewed (every housekeeping pass renews the
+#: claims of the uploads running here); a newer request waits at most TAKE_OVER_S for the holder to let go
+LEASE_S = 30.0
+TAKE_OVER_S = 10.0
+
+
+class UploadLeases:
+    """Claims of uploads shared by the processes of a cluster: one row per (imei, name) naming the
+    process receiving it, with a lease."""
+
+    def __init__(self, rows: UploadRows, bus: Bus, lease_s: float = LEASE_S, timeout_s: float = TAKE_OVER_S) -> None:
+        self.rows = rows
+        self.bus = bus
+        self.lease_s = lease_s
+        self.timeout_s = timeout_s
+        #: (imei, name) -> token of the claims held here
+        self.held: dict[tuple[str, str], str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def _live(self) -> set[str] | None:
+        """The live processes, None when the bus cannot say (then only leases count)."""
+        try:
+            return {n["node_id"] for n in await self.bus.nodes()}
+        except Exception:
+            return None
+
+    async def _until_free(self, imei: str, name: str, attempt: Callable[[set[str] | None], Any]) -> Any:
+        """Run ``attempt(live)`` until it returns None (done) or a holder; ask each holder once to cut its
+        upload off; :class:`Conflict` after ``timeout_s``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        asked: str | None = None
+        while True:
+            holder = await attempt(await self._live())
+            if holder is None:
+                return
+            if holder != asked:
+                self.bus.upload_preempt(holder, imei, name)
+                asked = holder
+            if loop.time() > deadline:
+                raise Conflict("another upload of this file is in progress; try again later")
+            await asyncio.sleep(0.05)
+
+    async def acquire(self, imei: str, name: str) -> str:
+        """Take the claim of (imei, name) for this process; returns its token."""
+        token = str(uuid.uuid4())
+
+        async def attempt(live: set[str] | None) -> str | None:
+            return await self.rows.claim(imei, name, self.bus.node_id, token, utcnow(), self.lease_s, live)
+        await self._until_free(imei, name, attempt)
+        self.held[(imei, name)] = token
+        return token
+
+    async def wait_free(self, imei: str, name: str) -> None:
+        """Return once no other process holds the claim of (imei, name) (cutting its upload off)."""
+        async def attempt(live: set[str] | None) -> str | None:
+            holder = await self.rows.holder(imei, name, utcnow(), live)
+            return None if holder == self.bus.node_id else holder
+        await self._until_free(imei, name, attempt)
+
+    def release(self, imei: str, name: str, token: str) -> None:
+        if self.held.get((imei, name)) == token:
+            del self.held[(imei, name)]
+        task = asyncio.get_running_loop().create_task(self._release(imei, name, token))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _release(self, imei: str, name: str, token: str) -> None:
+        try:
+            await self.rows.release(imei, name, token)
+        except Exception as exc:  # the lease runs out by itself
+            log.warning("could not release the claim of %s/%s: %s", imei, name, type(exc).__name__)
+
+    async def renew(self) -> None:
+        if self.held:
+            await self.rows.renew(self.bus.node_id, list(self.held.values()),
+                                  utcnow() + dt.timedelta(seconds=self.lease_s))
+
+    async def aclose(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+class LeasedClaim:
+    """A store's claim plus its lease across processes: releasing one releases both."""
+
+    def __init__(self, inner: Any, on_release: Callable[[], None]) -> None:
+        self.inner = inner
+        self._on_release = on_release
+        self._handed_over = False
+        self._released = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.inner.key  # type: ignore[no-any-return]
+
+    @property
+    def held(self) -> bool:
+        return bool(self.inner.held)
+
+    def hand_over(self) -> None:
+        self._handed_over = True
+        self.inner.hand_over()
+
+    def release(self) -> None:
+        self.inner.release()
+        if not self._released:
+            self._released = True
+            self._on_release()
+
+    def __enter__(self) -> "LeasedClaim":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._handed_over:
+            self._handed_over = False
+            self.inner.__exit__(*exc)
+        else:
+            self.release()
 
 
 #: bytes per piece when a video is read for its metadata (``media.READ_MAX`` bounds a request)
@@ -61,7 +189,7 @@ def _cursor_time(value: Any) -> Any:
 
 class VideoService:
     def __init__(self, store: VideoStore, rows: VideoRows, devices: DeviceRows, bus: Bus, metrics: Metrics,
-                 max_bytes: int, prober: MediaProber) -> None:
+                 max_bytes: int, prober: MediaProber, uploads: UploadRows | None = None) -> None:
         self.store = store
         self.rows = rows
         self.devices = devices
@@ -80,6 +208,9 @@ class VideoService:
         #: where the next sweep continues (it goes round the unread videos, so one that keeps failing
         #: does not hold up the others)
         self._sweep_after: tuple[str, str] | None = None
+        #: claims across processes (with a cluster bus only)
+        self.leases = UploadLeases(uploads, bus) if uploads is not None and bus.clustered else None
+        bus.on_upload_preempt(self._preempted)
 
     async def aclose(self) -> None:
         """Shutdown: stop reading metadata, finish putting away interrupted uploads, close the store."""
@@ -90,7 +221,44 @@ class VideoService:
             await asyncio.gather(*list(self._probes.values()), return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.leases is not None:
+            await self.leases.aclose()
         await self.store.aclose()
+
+    async def housekeeping(self) -> None:
+        """Renew the claims of the uploads running here; the store's own clean-up."""
+        if self.leases is not None:
+            await self.leases.renew()
+        await self.store.housekeeping()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _preempted(self, imei: str, name: str) -> None:
+        """Another process took over the upload of (imei, name): cut this process's one off."""
+        self._spawn(self._take_over_here(imei, name))
+
+    async def _take_over_here(self, imei: str, name: str) -> None:
+        try:
+            await self.store.take_over(imei, name)
+        except Exception as exc:
+            log.warning("could not cut off the upload of %s/%s: %s", imei, name, type(exc).__name__)
+
+    async def _claim(self, imei: str, name: str) -> UploadClaim:
+        """The store's claim of (imei, name), and in a cluster its lease."""
+        token = await self.leases.acquire(imei, name) if self.leases is not None else None
+        try:
+            claim = self.store.claim(imei, name)
+        except BaseException:
+            if token is not None and self.leases is not None:
+                self.leases.release(imei, name, token)
+            raise
+        if token is None or self.leases is None:
+            return claim
+        leases = self.leases
+        return LeasedClaim(claim, lambda: leases.release(imei, name, token))
 
     # -- uploads ---------------------------------------------------------------------------------
 
@@ -131,6 +299,8 @@ class VideoService:
         """``(offset, complete)`` for HEAD: the complete object's size, or the durable size of a part."""
         name = validate_file_name(name)
         await self.store.take_over(imei, name)  # the device asks because it believes the upload died
+        if self.leases is not None:
+            await self.leases.wait_free(imei, name)  # ... on whichever process
         size = await self.store.object_size(imei, name)
         if size is not None:
             return size, True
@@ -147,7 +317,7 @@ class VideoService:
             self.metrics.uploads.labels("too_large").inc()
             raise PayloadTooLarge(f"a video may have at most {self.max_bytes} bytes")
         await self.store.take_over(imei, name)
-        with self.store.claim(imei, name) as claim:  # released here unless a writer takes it over
+        with await self._claim(imei, name) as claim:  # released here unless a writer takes it over
             if offset is not None:
                 existing = await self.store.object_size(imei, name)
                 if existing is not None:
@@ -170,13 +340,13 @@ class VideoService:
         checksum does not match (in both cases nothing of this upload is kept)."""
         imei, name = writer.imei, writer.name
         with self._ending(writer):
-            size = await writer.close()
+            size = await writer.close(final=True)
             if writer in self._cut:  # all its bytes had arrived, but the device may no longer upload
                 await self._keep(imei, name, size)
                 self._check_not_cut(writer)
-            digest = writer.hexdigest()
+            digest = writer.hexdigest()  # None only when a complete object is there already (S3)
             body = {"name": name, "size": size, "sha256": digest}
-            if expected_sha256 is not None and digest != expected_sha256:
+            if expected_sha256 is not None and digest is not None and digest != expected_sha256:
                 await self._drop_part(imei, name)
                 self.metrics.uploads.labels("checksum_mismatch").inc()
                 raise InvalidArgument("the body does not match X-Content-SHA256", sha256=digest)
@@ -184,14 +354,18 @@ class VideoService:
             if existing_size is not None:
                 await self.store.discard_part(imei, name)
                 existing = await self._indexed(imei, name, existing_size)
-                if existing["sha256"] == digest and existing_size == size:
+                same = digest if digest is not None else expected_sha256
+                if existing["sha256"] == same and existing_size == size:
                     self.metrics.uploads.labels("duplicate").inc()
-                    return body, 200
+                    return {**body, "sha256": existing["sha256"]}, 200
                 self.metrics.uploads.labels("conflict").inc()
                 raise Conflict("a different video with this name exists already")
             if writer in self._cut:
                 await self._keep(imei, name, size)
                 self._check_not_cut(writer)
+            if digest is None:  # not reachable: a store learns the digest unless an object exists
+                await self._drop_part(imei, name)
+                raise Conflict("the upload could not be checked; send it again")
             await self.store.commit(imei, name)
             now = utcnow()
             await self.rows.upsert(imei, name, size, digest, True, now)
@@ -223,9 +397,7 @@ class VideoService:
     def put_away(self, writer: PartWriter) -> None:
         """The request ended without finishing its upload (connection dropped): keep the part, durably,
         for a resume, in the background."""
-        task = asyncio.get_running_loop().create_task(self._put_away(writer))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._put_away(writer))
 
     async def _put_away(self, writer: PartWriter) -> None:
         try:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from ..domain.sessions import SessionService
     from ..domain.retention import RetentionService
     from ..domain.trips import TripService
+    from ..domain.nodes import NodeService
     from ..domain.users import UserService
     from ..domain.videos import VideoService
     from ..wiring import Node
@@ -194,6 +195,10 @@ class ApiMixin:
     @property
     def events(self) -> "EventService":
         return self.node.events
+
+    @property
+    def nodes(self) -> "NodeService":
+        return self.node.nodes
 
     @property
     def retention(self) -> "RetentionService":

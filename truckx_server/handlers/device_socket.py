@@ -43,6 +43,8 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     def initialize(self) -> None:
         self.imei = ""
+        #: the secret version of the token this session authenticated with
+        self.secret_version = 0
         self._open = False
         #: bytes (with FRAME_OVERHEAD_BYTES each) of frames written and not yet taken by the kernel
         self._queued = 0
@@ -55,6 +57,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         assert principal is not None
         await self.devices.authenticate(principal)
         self.imei = principal.sub
+        self.secret_version = principal.version
 
     def check_origin(self, origin: str) -> bool:
         return True  # devices are not browsers; authentication is the bearer token, never a cookie

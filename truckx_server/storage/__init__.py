@@ -28,6 +28,16 @@ def make_location_store(settings: "Settings") -> LocationStore:
     raise ValueError(f"unsupported locations URL scheme in {url.split(':', 1)[0]!r}")
 
 
-def make_video_store(settings: "Settings") -> VideoStore:
+def make_video_store(settings: "Settings", sql: "SqlStore") -> VideoStore:
+    """By ``settings.resolved_video_url``: ``file:///path`` or ``s3://bucket/prefix``."""
+    from ..config import video_location
+
+    kind, where, prefix = video_location(settings.resolved_video_url)
+    if kind == "s3":
+        from .videos_s3 import S3VideoStore
+        return S3VideoStore(where, prefix, sql.uploads, part_size=settings.s3_part_size,
+                            abandon_after_s=settings.upload_abandon_after_s, timeout_s=settings.store_timeout_s)
+    from pathlib import Path
+
     from .videos_fs import FsVideoStore
-    return FsVideoStore(settings.resolved_video_dir)
+    return FsVideoStore(Path(where))

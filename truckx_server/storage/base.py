@@ -85,16 +85,20 @@ class PartWriter(Protocol):
     def write(self, chunk: bytes) -> Awaitable[None] | None:
         """Take a chunk; an awaitable to wait for before the next one when the store lags behind."""
 
-    def hexdigest(self) -> str: ...
+    def hexdigest(self) -> str | None:
+        """SHA-256 of the whole upload, after ``close(final=True)``; None when the store could not learn
+        it (an S3 upload resumed on another process with a complete object already there)."""
 
-    async def close(self, durable: bool = True) -> int:
-        """Make the received bytes durable (when ``durable``); returns the size, the offset a resume
-        continues from."""
+    async def close(self, durable: bool = True, final: bool = False) -> int:
+        """Make the received bytes durable (when ``durable``). ``final``: every byte arrived, the upload
+        is about to be committed; returns the upload's size. Otherwise returns the durable offset a
+        resume continues from (S3: the completed parts; the bytes after them are sent again)."""
 
 
 class VideoStore(Protocol):
     """Video objects under ``<imei>/<name>``: uploads are written to an incomplete object that becomes
-    visible only once complete. Every call is async: file and network work runs off the event loop."""
+    visible only once complete. Every call is async: file and network work runs off the event loop.
+    Implementations: ``videos_fs.FsVideoStore`` (a directory tree) and ``videos_s3.S3VideoStore``."""
 
     async def ping(self) -> None: ...
 
@@ -116,7 +120,7 @@ class VideoStore(Protocol):
         """Open the claimed upload: empty, or (``resume``) the stored part to append to."""
 
     async def commit(self, imei: str, name: str) -> None:
-        """Make the finished part visible as the object."""
+        """Make the finished part visible as the object (the caller holds the claim)."""
 
     async def discard_part(self, imei: str, name: str) -> None: ...
 
@@ -130,9 +134,12 @@ class VideoStore(Protocol):
 
     async def get_thumbnail(self, imei: str, name: str) -> bytes | None:
         """The thumbnail of a video (a few KiB), None when there is none."""
+
     async def delete(self, imei: str, name: str) -> bool:
         """Remove the complete object (imei, name), its thumbnail, and any part of it that no upload on
         this process is writing; True when something was removed. Deleting what is not there is not an
         error."""
+    async def housekeeping(self, force: bool = False) -> int:
+        """Periodic clean-up (S3: abort abandoned multipart uploads); returns how many were removed."""
 
     async def aclose(self) -> None: ...

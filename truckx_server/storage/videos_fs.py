@@ -309,10 +309,11 @@ class PartWriter:
     def hexdigest(self) -> str:
         return self._hasher.hexdigest()
 
-    async def close(self, durable: bool = True) -> int:
+    async def close(self, durable: bool = True, final: bool = False) -> int:
         """Write what is gathered, fsync (when ``durable``) and close the part file; returns its size,
-        the durable offset a resumed upload continues from. Idempotent; a concurrent call waits for the
-        first one. Raises the error of a failed write to the part (when ``durable``)."""
+        the durable offset a resumed upload continues from (``final`` changes nothing here: every byte
+        of a part file is durable). Idempotent; a concurrent call waits for the first one. Raises the
+        error of a failed write to the part (when ``durable``)."""
         if self.state != "open":
             await self.closed.wait()
         else:
@@ -530,6 +531,10 @@ class FsVideoStore:
                 return await f.read()
         except FileNotFoundError:
             return None
+
+    async def housekeeping(self, force: bool = False) -> int:
+        """Nothing to do: an interrupted upload's part waits on disk for its resume."""
+        return 0
 
     async def aclose(self) -> None:
         """Nothing to close: every upload's writer is closed by its owner (``domain/videos.py``)."""

@@ -1,5 +1,6 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
-aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``, ``.sessions``, ``.retention``."""
+aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``,
+``.sessions``, ``.retention``, ``.uploads``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
 from .sessions import SessionRows
 from .retention import RetentionRows
+from .uploads import UploadRows
 from .users import UserRows
 from .videos import VideoRows
 
@@ -27,6 +29,7 @@ class SqlStore:
         self.commands = CommandRows(self.db)
         self.sessions = SessionRows(self.db)
         self.retention = RetentionRows(self.db)
+        self.uploads = UploadRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()

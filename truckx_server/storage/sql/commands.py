@@ -85,15 +85,18 @@ class CommandRows:
         return await self.db.run(q)
 
     async def expire(self, now: dt.datetime) -> list[dict[str, Any]]:
-        """Mark every queued command past its TTL ``expired``; returns them."""
+        """Mark every queued command past its TTL ``expired``; returns the ones this call expired (several
+        processes expire on the same store: each command is expired, and announced, by one of them)."""
         async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
             due = [row_dict(r) for r in (await conn.execute(sa.select(commands).where(
                 commands.c.status == "queued", commands.c.expires_at <= to_db(now)))).all()]
-            if due:
-                await conn.execute(commands.update().where(
-                    commands.c.id.in_([d["id"] for d in due]), commands.c.status == "queued")
-                    .values(status="expired", finished_at=to_db(now)))
-                for d in due:
+            expired = []
+            for d in due:  # one row at a time, by key: no range lock, and we learn which ones we changed
+                changed = (await conn.execute(commands.update().where(
+                    commands.c.id == d["id"], commands.c.status == "queued")
+                    .values(status="expired", finished_at=to_db(now)))).rowcount
+                if changed:
                     d.update(status="expired", finished_at=now)
-            return due
+                    expired.append(d)
+            return expired
         return await self.db.run(q)

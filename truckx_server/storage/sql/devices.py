@@ -45,6 +45,13 @@ class DeviceRows:
         """``{imei, secret_hash, enabled, secret_version}`` or None."""
         return await self.db.one(sa.select(*AUTH_COLUMNS).where(devices.c.imei == imei))
 
+    async def auth_many(self, imeis: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Credentials of the given devices that are registered, by IMEI."""
+        if not imeis:
+            return {}
+        rows = await self.db.all(sa.select(*AUTH_COLUMNS).where(devices.c.imei.in_(list(imeis))))
+        return {r["imei"]: r for r in rows}
+
     async def all_auth(self, limit: int) -> list[dict[str, Any]]:
         """Credentials of up to ``limit`` devices (to warm a cache at start)."""
         async def q(conn: AsyncConnection) -> list[dict[str, Any]]:

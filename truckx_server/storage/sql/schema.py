@@ -140,3 +140,40 @@ retention_passes = sa.Table(
     sa.Column("removed_videos", sa.BigInteger, nullable=False),
     sa.Column("removed_video_bytes", sa.BigInteger, nullable=False),
 )
+
+#: who is receiving an upload of (imei, name) right now, with a lease (0009): several processes share
+#: the uploads, and a newer request of the device takes over from an older one on another process
+upload_claims = sa.Table(
+    "upload_claims", metadata,
+    sa.Column("imei", sa.String(15), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("node_id", sa.String(128), nullable=False),
+    sa.Column("token", sa.String(36), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+)
+
+#: an S3 multipart upload in progress (0009); ``state`` is ``open`` while parts arrive, ``assembled``
+#: while a completed object is checked before it becomes visible
+s3_uploads = sa.Table(
+    "s3_uploads", metadata,
+    sa.Column("imei", sa.String(15), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("upload_id", sa.String(1024), nullable=False),
+    sa.Column("object_key", sa.String(1024), nullable=False),
+    sa.Column("part_size", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_s3_uploads_updated", "updated_at"),
+)
+
+#: the completed parts of an S3 multipart upload (0009): the durable offset is the sum of their sizes
+s3_upload_parts = sa.Table(
+    "s3_upload_parts", metadata,
+    sa.Column("imei", sa.String(15), primary_key=True),
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("part_number", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("etag", sa.String(128), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.ForeignKeyConstraint(["imei", "name"], ["s3_uploads.imei", "s3_uploads.name"], ondelete="CASCADE"),
+)
