@@ -15,13 +15,14 @@ import tornado.web
 
 from . import config, logs, migrate
 from .config import Settings
-from .handlers import alarms, commands, device_socket, devices, events, locations, openapi, ops, users, videos
+from .handlers import (alarms, audit, commands, device_socket, devices, events, locations, openapi, ops, users,
+                       videos)
 from .handlers.base import NotFoundHandler
 from .wiring import Node
 
 log = logging.getLogger("truckx")
 
-ROUTE_MODULES = [ops, openapi, devices, users, alarms, locations, commands, videos, device_socket, events]
+ROUTE_MODULES = [ops, openapi, devices, users, alarms, locations, commands, videos, device_socket, events, audit]
 
 
 def routes() -> list:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import re
 from typing import Any, Mapping, Sequence
 
 from .errors import InvalidArgument
+from .vocab import AUDIT_ACTIONS
 
 UTC = dt.timezone.utc
 
@@ -195,3 +197,68 @@ def time_arg(value: str | None, name: str) -> dt.datetime | None:
 def imei_list(values: Sequence[str]) -> list[str]:
     """Repeatable IMEI arguments, validated, without repeats."""
     return list(dict.fromkeys(validate_imei(v) for v in values))
+
+
+# ---------------------------------------------------------------------------------------------
+# the audit log
+
+#: a detail is at most this many bytes of JSON (longer strings are cut first, then the detail)
+AUDIT_DETAIL_MAX = 2048
+AUDIT_TEXT_MAX = 200
+AUDIT_LIST_MAX = 20
+AUDIT_TARGET_MAX = 128
+#: keys a detail may never carry (a secret must not reach the audit log, even by mistake)
+_SECRET_KEY_WORDS = ("secret", "password", "token", "hash")
+
+
+def _bounded(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return value if len(value) <= AUDIT_TEXT_MAX else value[:AUDIT_TEXT_MAX - 1] + "\u2026"
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if depth >= 3:
+        return "\u2026"
+    if isinstance(value, Mapping):
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str) or any(word in key.lower() for word in _SECRET_KEY_WORDS):
+                raise ValueError(f"audit detail key {key!r} is not allowed")
+            out[key] = _bounded(item, depth + 1)
+        return out
+    if isinstance(value, (list, tuple)):
+        items = [_bounded(v, depth + 1) for v in value[:AUDIT_LIST_MAX]]
+        return items + ["\u2026"] if len(value) > AUDIT_LIST_MAX else items
+    return str(value)[:AUDIT_TEXT_MAX]
+
+
+def audit_detail(detail: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``detail`` made fit for the audit log: long strings and lists cut, at most
+    :data:`AUDIT_DETAIL_MAX` bytes of JSON (else ``{"truncated": true}``); a key naming a secret,
+    password, token or hash is a programming error (``ValueError``)."""
+    if not detail:
+        return None
+    out = _bounded(detail)
+    if len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()) > AUDIT_DETAIL_MAX:
+        return {"truncated": True}
+    return out
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change made through the admin plane, as the audit log keeps it. A domain service builds one
+    per change and hands it to the store call that makes the change, which writes it in the same
+    transaction (``storage/sql/audit.py``). ``action`` is one of ``vocab.AUDIT_ACTIONS``."""
+
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any] | None = None
+    at: dt.datetime = dataclasses.field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if self.action not in AUDIT_ACTIONS:
+            raise ValueError(f"unknown audit action {self.action!r}: add it to vocab.AUDIT_ACTIONS")
+        # a target is an IMEI, an id or a user name, shorter than this; one taken from a path that is
+        # longer names nothing (the change fails, and the entry is never written)
+        object.__setattr__(self, "target", str(self.target)[:AUDIT_TARGET_MAX])
+        object.__setattr__(self, "detail", audit_detail(self.detail))

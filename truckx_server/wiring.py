@@ -16,6 +16,7 @@ from . import auth, migrate
 from .bus import Bus, LocalBus
 from .config import Settings
 from .domain.alarms import AlarmService
+from .domain.audit import AuditService
 from .domain.commands import CommandService
 from .domain.devices import DeviceService
 from .domain.events import EventService
@@ -62,6 +63,7 @@ class Node:
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
         self.events = EventService(self.hub, self.bus)
+        self.audit = AuditService(self.sql.audit)
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes)
 

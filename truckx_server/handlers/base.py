@@ -19,9 +19,11 @@ from ..auth import Principal
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
                       TruckxError, Unauthorized)
 from ..models import require_object
+from ..vocab import ROLE_CAN
 
 if TYPE_CHECKING:
     from ..domain.alarms import AlarmService
+    from ..domain.audit import AuditService
     from ..domain.commands import CommandService
     from ..domain.devices import DeviceService
     from ..domain.events import EventService
@@ -52,7 +54,8 @@ class ApiMixin:
     """Behaviour shared by plain handlers and WebSocket handlers."""
 
     #: who may call each method; a route without an entry for a method refuses it (fail-closed).
-    #: ``None`` means no authentication (login, health). Roles: "device", "admin", "viewer".
+    #: ``None`` means no authentication (login, health). Roles: "device" and the role sets of ``vocab``
+    #: (READ, OPERATE, WRITE, AUDIT).
     roles: ClassVar[dict[str, tuple[str, ...] | None]] = {}
 
     principal: Principal | None = None
@@ -92,6 +95,10 @@ class ApiMixin:
     def events(self) -> "EventService":
         return self.node.events
 
+    @property
+    def audit(self) -> "AuditService":
+        return self.node.audit
+
     def authenticate(self, allow_query_token: bool = False) -> Principal | None:
         """Check the token against ``roles`` for this request's method; sets ``self.principal``."""
         method = self.request.method or "GET"
@@ -105,7 +112,9 @@ class ApiMixin:
             raise Unauthorized("missing bearer token")
         principal = self.node.tokens.verify(token)
         if principal.role not in allowed:
-            raise Forbidden(f"this call needs role {' or '.join(allowed)}; your token has role {principal.role}")
+            can = ROLE_CAN.get(principal.role)
+            raise Forbidden(f"this call needs role {' or '.join(allowed)}; your token has role {principal.role}"
+                            + (f", which may {can}" if can else ""))
         self.principal = principal
         return principal
 

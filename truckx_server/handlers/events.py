@@ -1,4 +1,4 @@
-"""The admin live event feed: ``GET /api/v1/admin/events`` (WebSocket), roles admin and viewer.
+"""The admin live event feed: ``GET /api/v1/admin/events`` (WebSocket), every admin-plane role.
 
 Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log). Optional ``?imei=``
 (repeatable, or comma-separated) keeps only those devices' events. Each frame is one event from
@@ -7,7 +7,8 @@ the bus (``domain/events.py``): ``{"type": "location"|"alarm"|"device_status"|"c
 
 Every subscriber has a bounded queue; one writer task drains it, awaiting each write, so a slow consumer
 never grows the server's buffers: when its queue overflows, the feed is closed with 4429 (reconnect and
-re-read what was missed through the REST calls). Every feed is closed on shutdown (1001).
+re-read what was missed through the REST calls). Every feed is closed on shutdown (1001), and a user's
+feeds when its tokens are revoked (4401: deleted, password or role changed; ``domain/events.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import tornado.web
 import tornado.websocket
 
 from ..models import validate_imei
-from ..vocab import CLOSE_TOO_SLOW, READ
+from ..errors import TruckxError
+from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
 
 log = logging.getLogger("truckx.events")
@@ -36,6 +38,8 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     queue_events = QUEUE_EVENTS
 
     def initialize(self) -> None:
+        self.username = ""
+        self._checked_at = 0
         self._imeis: frozenset[str] = frozenset()
         self._queue: asyncio.Queue[str] = asyncio.Queue(self.queue_events)
         self._unsubscribe: Callable[[], None] | None = None
@@ -45,8 +49,11 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     # -- handshake -------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        self.authenticate(allow_query_token=True)
-        await self.users.check(self.principal)
+        principal = self.authenticate(allow_query_token=True)
+        assert principal is not None
+        self.username = principal.sub
+        self._checked_at = self.users.generation  # before the check: a change during it is noticed
+        await self.users.check(principal)
         wanted: list[str] = []
         for value in self.get_query_arguments("imei"):
             wanted.extend(v.strip() for v in value.split(",") if v.strip())
@@ -57,10 +64,21 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     # -- feed ------------------------------------------------------------------------------------
 
-    def open(self, *args: Any) -> None:
+    async def open(self, *args: Any) -> None:
         self.set_nodelay(True)
         self._unsubscribe = self.events.open_feed(self, self._on_event)
         self._writer = asyncio.ensure_future(self._write_loop())
+        if self.users.generation != self._checked_at:
+            # a user changed between the token check and now: a revocation of this user may have
+            # closed its feeds before this one was added, so check the token again
+            try:
+                await self.users.check(self.principal)
+            except TruckxError:
+                self.close(CLOSE_CREDENTIALS_CHANGED, "token revoked; log in again")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self._stop()  # no more events from the moment it is closed
+        super().close(code, reason)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         if self._closed or (self._imeis and event.get("imei") not in self._imeis):

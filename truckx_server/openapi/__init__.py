@@ -14,10 +14,10 @@ import functools
 import json
 from typing import Any
 
-from . import alarms, commands, devices, locations, ops, users, videos
+from . import alarms, audit, commands, devices, locations, ops, users, videos
 from .common import DEVICE, READ, VERSION
 
-MODULES = (ops, devices, users, alarms, locations, commands, videos)
+MODULES = (ops, devices, users, alarms, locations, commands, videos, audit)
 
 WEBSOCKETS = {
     "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "
@@ -27,7 +27,8 @@ WEBSOCKETS = {
                           "1009 frame too large."},
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
                              "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
-                             "?token=. A client that falls 1000 events behind is closed with 4429."},
+                             "?token=. A client that falls 1000 events behind is closed with 4429; the feeds of a user whose "
+                             "tokens are revoked (deleted, password or role changed) are closed with 4401."},
 }
 
 
@@ -49,8 +50,9 @@ def _document() -> str:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "info": {"title": "truckx", "version": VERSION,
                  "description": "Fleet dashcam server: device plane, admin plane, operations. Errors are "
-                                "`{\"error\": {\"code\", \"message\"}}`. `viewer` may read; only `admin` may "
-                                "change anything (`x-roles` on each operation)."},
+                                "`{\"error\": {\"code\", \"message\"}}`. `viewer` may read; `operator` may "
+                                "read, acknowledge and clear alarms, and send and cancel commands; `admin` may "
+                                "do everything (`x-roles` on each operation)."},
         "tags": [{"name": "operations"}, {"name": "device"}, {"name": "admin"}],
         "paths": _merged("PATHS"),
         "components": {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import (ADMIN, ALARM_STATUSES, ALARM_TYPES, CURSOR, DEVICE, DEVICE_PLANE, FILE_NAME, IMEI, IMEIS, LIMIT, NUM,
-                     PATH_ALARM, READ, SINCE, TIME, UNTIL, UUID, WRITE, json_response, nullable, obj, op,
+                     OPERATE, PATH_ALARM, READ, SINCE, TIME, UNTIL, UUID, json_response, nullable, obj, op,
                      page_of, param, ref)
 
 
@@ -55,13 +55,13 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/admin/alarms/{alarm_id}/ack": {
         "parameters": [PATH_ALARM],
-        "post": op("Acknowledge an active alarm", WRITE, {200: json_response("acknowledged", ref("Alarm"))},
+        "post": op("Acknowledge an active alarm", OPERATE, {200: json_response("acknowledged", ref("Alarm"))},
                    body=ref("AckRequest"), errors=(404, 409), op_id="ackAlarm", tags=ADMIN,
                    description="The body is optional. 409 unless the alarm is active."),
     },
     "/api/v1/admin/alarms/{alarm_id}/clear": {
         "parameters": [PATH_ALARM],
-        "post": op("Clear an alarm", WRITE, {200: json_response("cleared", ref("Alarm"))}, errors=(404, 409),
+        "post": op("Clear an alarm", OPERATE, {200: json_response("cleared", ref("Alarm"))}, errors=(404, 409),
                    op_id="clearAlarm", tags=ADMIN,
                    description="From active or acknowledged; 409 when cleared already. No body needed."),
     },

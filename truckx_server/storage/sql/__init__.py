@@ -1,9 +1,11 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
-aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``."""
+aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``,
+``.audit``."""
 
 from __future__ import annotations
 
 from .alarms import AlarmRows
+from .audit import AuditRows
 from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
@@ -23,6 +25,7 @@ class SqlStore:
         self.alarms = AlarmRows(self.db)
         self.videos = VideoRows(self.db)
         self.commands = CommandRows(self.db)
+        self.audit = AuditRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()
