@@ -14,7 +14,7 @@ from .output import JSON_OPT, info, parse_when, print_object
 
 app = typer.Typer(help="Send commands to devices.", no_args_is_help=True)
 
-FINAL = ("succeeded", "failed", "expired")
+FINAL = ("succeeded", "failed", "expired", "cancelled")
 FIELDS = ["id", "imei", "command", "args", "status", "created_by", "created_at", "sent_at", "finished_at",
           "expires_at", "detail"]
 
@@ -42,7 +42,7 @@ def wait_final(client: Client, command_id: str, timeout_s: float) -> dict[str, A
 def _finish(cmd: dict[str, Any], as_json: bool, waited: bool, timeout_s: float) -> None:
     print_object(cmd, as_json, None if as_json else [f for f in FIELDS if f in cmd])
     status = cmd.get("status")
-    if status in ("failed", "expired"):
+    if status in ("failed", "expired", "cancelled"):
         raise CliError(f"command {cmd.get('id')} {status}" + (f": {cmd['detail']}" if cmd.get("detail") else ""),
                        EXIT_ERROR)
     if waited and status not in FINAL:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from . import alarms, auth, commands, devices, locations, users, videos, watch
+from . import accounts, alarms, audit, auth, command_queue, commands, devices, locations, users, videos, watch
 from .client import CliError, Settings
 
 
@@ -64,6 +64,9 @@ app.add_typer(videos.app, name="videos")
 app.add_typer(commands.app, name="commands")
 app.add_typer(users.app, name="users")
 watch.register(app)
+accounts.register(users.app)
+command_queue.register(commands.app)
+audit.register(app)
 
 
 def main() -> None:

@@ -20,6 +20,7 @@ COLUMNS = [("Username", "username"), ("Role", "role"), ("Created", "created_at")
 
 class Role(str, enum.Enum):
     admin = "admin"
+    operator = "operator"
     viewer = "viewer"
 
 
@@ -35,7 +36,8 @@ def list_(ctx: typer.Context, as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) 
 
 @app.command()
 def add(ctx: typer.Context, username: str,
-        role: Role = typer.Option(Role.viewer, "--role", "-r", help="admin (may change things) or viewer (read only)."),
+        role: Role = typer.Option(Role.viewer, "--role", "-r", help="admin (may change things), operator (reads; "
+                                  "acks and clears alarms; sends and cancels commands) or viewer (read only)."),
         password_file: Optional[Path] = typer.Option(None, "--password-file", help="Read the password from this file."),
         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
         as_json: bool = JSON_OPT) -> None:
