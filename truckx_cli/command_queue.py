@@ -9,14 +9,13 @@ from typing import Any, List, Optional
 import typer
 
 from .client import client_of, seg
+from .commands import FIELDS
 from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, choose, info, list_paged, parse_when,
                      print_object, short_time)
 
 COLUMNS = [("Created", lambda c: short_time(c.get("created_at"))), ("ID", "id"), ("IMEI", "imei"),
            ("Command", "command"), ("Args", "args"), ("Status", "status"), ("By", "created_by"),
            ("Finished", lambda c: short_time(c.get("finished_at")))]
-FIELDS = ["id", "imei", "command", "args", "status", "created_by", "created_at", "sent_at", "finished_at",
-          "expires_at", "detail"]
 
 
 class Status(str, enum.Enum):

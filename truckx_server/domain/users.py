@@ -15,7 +15,7 @@ import datetime as dt
 import re
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 from .. import auth
 from ..bus import Bus
@@ -25,6 +25,8 @@ from ..models import AuditEntry, format_time, utcnow
 from ..ratelimit import RateLimiter
 from ..storage.sql.users import UserRows
 from ..vocab import ROLE_ADMIN, ROLES, USER_REVOKED
+
+T = TypeVar("T")
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 PASSWORD_MIN, PASSWORD_MAX = 12, 1024
@@ -142,9 +144,18 @@ class UserService:
         if kind in (CHANGED, USER_REVOKED):
             self.checks.forget(username)
 
-    def _revoked(self, username: str) -> None:
-        """Every token of ``username`` issued before is revoked: tell every process."""
-        self.bus.invalidate(USER_REVOKED, username)
+    async def _revoking(self, username: str, change: Awaitable[T], changed: Callable[[T], bool]) -> T:
+        """Run a store change of ``username``; then every token of that user issued before is revoked
+        (tell every process), unless the outcome says nothing changed. An error revokes too: it may hide
+        a change that was committed."""
+        revoke = True
+        try:
+            outcome = await change
+            revoke = changed(outcome)
+            return outcome
+        finally:
+            if revoke:
+                self.bus.invalidate(USER_REVOKED, username)
 
     # -- accounts --------------------------------------------------------------------------------
 
@@ -178,13 +189,8 @@ class UserService:
         if username == actor:
             raise Conflict("you cannot delete your own account")
         self.bus.invalidate(CHANGED, username)  # a check running meanwhile caches nothing
-        revoke = True  # unless the store says nothing changed (an error may hide a committed delete)
-        try:
-            outcome = await self.rows.delete(username, AuditEntry(actor, "user.delete", username))
-            revoke = outcome == "deleted"
-        finally:
-            if revoke:
-                self._revoked(username)
+        outcome = await self._revoking(username, self.rows.delete(username, AuditEntry(actor, "user.delete", username)),
+                                       lambda o: o == "deleted")
         if outcome == "missing":
             raise NotFound(f"no user {username!r}")
         if outcome == "last_admin":
@@ -211,28 +217,17 @@ class UserService:
             if not ok:
                 raise Forbidden("current_password is wrong")
         hashed = await asyncio.to_thread(auth.hash_password, password)
-        revoke = True
-        try:
-            found = await self.rows.set_password(username, hashed, auth.new_token_version(),
-                                                 AuditEntry(principal.sub, "user.password", username))
-            revoke = found
-        finally:
-            if revoke:
-                self._revoked(username)
+        found = await self._revoking(username, self.rows.set_password(
+            username, hashed, auth.new_token_version(), AuditEntry(principal.sub, "user.password", username)), bool)
         if not found:
             raise NotFound(f"no user {username!r}")
 
     async def set_role(self, actor: str, username: str, body: dict[str, Any]) -> dict[str, Any]:
         """Change a user's role (its tokens are revoked); the last admin cannot be demoted."""
         role = _role(body.get("role"))
-        revoke = True
-        try:
-            outcome, _previous = await self.rows.set_role(username, role, auth.new_token_version(),
-                                                          AuditEntry(actor, "user.role", username, {"to": role}))
-            revoke = outcome == "changed"
-        finally:
-            if revoke:
-                self._revoked(username)
+        outcome, _previous = await self._revoking(username, self.rows.set_role(
+            username, role, auth.new_token_version(), AuditEntry(actor, "user.role", username, {"to": role})),
+            lambda o: o[0] == "changed")
         if outcome == "missing":
             raise NotFound(f"no user {username!r}")
         if outcome == "last_admin":

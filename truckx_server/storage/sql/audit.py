@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import AuditEntry
-from .engine import SqlEngine, to_db
+from .engine import SqlEngine, newest_first_window, to_db
 from .schema import audit
 
 
@@ -47,12 +47,6 @@ class AuditRows:
             cond.append(audit.c.action.in_(list(actions)))
         if targets:
             cond.append(audit.c.target.in_(list(targets)))
-        if since is not None:
-            cond.append(audit.c.at >= to_db(since))
-        if until is not None:
-            cond.append(audit.c.at < to_db(until))
-        if before is not None:
-            at, last_id = to_db(before[0]), before[1]
-            cond.append(sa.or_(audit.c.at < at, sa.and_(audit.c.at == at, audit.c.id < last_id)))
+        cond += newest_first_window(audit.c.at, audit.c.id, since, until, before)
         return await self.db.all(sa.select(audit).where(sa.and_(sa.true(), *cond))
                                  .order_by(audit.c.at.desc(), audit.c.id.desc()).limit(limit))

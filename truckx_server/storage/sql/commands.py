@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import AuditEntry
 from .audit import record
-from .engine import SqlEngine, from_db, row_dict, to_db
+from .engine import SqlEngine, from_db, newest_first_window, row_dict, to_db
 from .schema import commands, devices
 
 #: before a command is queued: is the device registered, and are older unexpired commands waiting?
@@ -100,13 +100,7 @@ class CommandRows:
             cond.append(commands.c.imei.in_(list(imeis)))
         if statuses:
             cond.append(commands.c.status.in_(list(statuses)))
-        if since is not None:
-            cond.append(commands.c.created_at >= to_db(since))
-        if until is not None:
-            cond.append(commands.c.created_at < to_db(until))
-        if before is not None:
-            at, last_id = to_db(before[0]), before[1]
-            cond.append(sa.or_(commands.c.created_at < at, sa.and_(commands.c.created_at == at, commands.c.id < last_id)))
+        cond += newest_first_window(commands.c.created_at, commands.c.id, since, until, before)
         return await self.db.all(sa.select(commands).where(sa.and_(sa.true(), *cond))
                                  .order_by(commands.c.created_at.desc(), commands.c.id.desc()).limit(limit))
 
