@@ -22,7 +22,8 @@ OPERATE = (ROLE_ADMIN, ROLE_OPERATOR)
 WRITE = (ROLE_ADMIN,)
 AUDIT = (ROLE_ADMIN,)
 #: what each role may do, for the messages of a refused call
-ROLE_CAN = {ROLE_ADMIN: "everything", ROLE_OPERATOR: "read, acknowledge and clear alarms, and send and cancel commands",
+ROLE_CAN = {ROLE_ADMIN: "do everything on the admin plane",
+            ROLE_OPERATOR: "read, acknowledge and clear alarms, and send and cancel commands",
             ROLE_VIEWER: "only read"}
 
 #: invalidation kind on the bus: every token issued to this user before is revoked (deleted, password or

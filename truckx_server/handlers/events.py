@@ -22,8 +22,8 @@ from typing import Any, Callable
 import tornado.web
 import tornado.websocket
 
+from ..errors import TruckxError, Unauthorized
 from ..models import validate_imei
-from ..errors import TruckxError
 from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
 
@@ -73,8 +73,10 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             # closed its feeds before this one was added, so check the token again
             try:
                 await self.users.check(self.principal)
-            except TruckxError:
+            except Unauthorized:
                 self.close(CLOSE_CREDENTIALS_CHANGED, "token revoked; log in again")
+            except TruckxError:  # could not check (a store is unavailable): fail closed
+                self.close(1011, "could not check the token; reconnect")
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self._stop()  # no more events from the moment it is closed
