@@ -208,27 +208,39 @@ AUDIT_TEXT_MAX = 200
 AUDIT_LIST_MAX = 20
 AUDIT_TARGET_MAX = 128
 #: keys a detail may never carry (a secret must not reach the audit log, even by mistake)
-_SECRET_KEY_WORDS = ("secret", "password", "token", "hash")
+_SECRET_KEY = re.compile("secret|password|token|hash", re.IGNORECASE)
 
 
-def _bounded(value: Any, depth: int = 0) -> Any:
-    if isinstance(value, str):
-        return value if len(value) <= AUDIT_TEXT_MAX else value[:AUDIT_TEXT_MAX - 1] + "\u2026"
+def _bounded(value: Any, depth: int = 0) -> tuple[Any, int]:
+    """``value`` with long strings and lists cut, and an upper bound of the bytes of its JSON (a string's
+    character is at most 6 bytes, escaped), so that most details need no trial serialisation."""
+    kind = type(value)
+    if kind is str or isinstance(value, str):
+        cut = value if len(value) <= AUDIT_TEXT_MAX else value[:AUDIT_TEXT_MAX - 1] + "\u2026"
+        return cut, 6 * len(cut) + 2
     if value is None or isinstance(value, (bool, int, float)):
-        return value
+        return value, len(repr(value)) + 2
     if depth >= 3:
-        return "\u2026"
-    if isinstance(value, Mapping):
-        out = {}
+        return "\u2026", 8
+    if kind is dict or isinstance(value, Mapping):
+        out, size = {}, 2
         for key, item in value.items():
-            if not isinstance(key, str) or any(word in key.lower() for word in _SECRET_KEY_WORDS):
+            if not isinstance(key, str) or _SECRET_KEY.search(key):
                 raise ValueError(f"audit detail key {key!r} is not allowed")
-            out[key] = _bounded(item, depth + 1)
-        return out
+            out[key], n = _bounded(item, depth + 1)
+            size += n + 6 * len(key) + 4
+        return out, size
     if isinstance(value, (list, tuple)):
-        items = [_bounded(v, depth + 1) for v in value[:AUDIT_LIST_MAX]]
-        return items + ["\u2026"] if len(value) > AUDIT_LIST_MAX else items
-    return str(value)[:AUDIT_TEXT_MAX]
+        items, size = [], 2
+        for item in value[:AUDIT_LIST_MAX]:
+            cut, n = _bounded(item, depth + 1)
+            items.append(cut)
+            size += n + 1
+        if len(value) > AUDIT_LIST_MAX:
+            items.append("\u2026")
+            size += 9
+        return items, size
+    return _bounded(str(value), depth)
 
 
 def audit_detail(detail: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -237,10 +249,11 @@ def audit_detail(detail: Mapping[str, Any] | None) -> dict[str, Any] | None:
     password, token or hash is a programming error (``ValueError``)."""
     if not detail:
         return None
-    out = _bounded(detail)
-    if len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()) > AUDIT_DETAIL_MAX:
+    out, bound = _bounded(detail)
+    if bound > AUDIT_DETAIL_MAX and len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()) > \
+            AUDIT_DETAIL_MAX:
         return {"truncated": True}
-    return out
+    return out  # type: ignore[no-any-return]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
