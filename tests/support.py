@@ -10,8 +10,7 @@ import itertools
 import json
 import random
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable
 
 import httpx
 import tornado.httpclient

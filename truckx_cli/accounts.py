@@ -3,24 +3,16 @@ or a user's role (admin). Either revokes every token of that user issued before.
 
 from __future__ import annotations
 
-import enum
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from .client import (EXIT_USAGE, Client, CliError, client_of, load_credentials, save_credentials, seg,
-                     settings_of)
+from .client import EXIT_USAGE, Client, CliError, client_of, seg, settings_of
+from .common import command, view_of
 from .output import JSON_OPT, info, print_object
-
-BASE = "/api/v1/admin/users"
-
-
-class Role(str, enum.Enum):
-    admin = "admin"
-    operator = "operator"
-    viewer = "viewer"
+from .users import BASE, Role
 
 
 def _first_line(path: Path, what: str) -> str:
@@ -36,18 +28,18 @@ def _stdin_line() -> str:
 
 
 def passwd(ctx: typer.Context,
-           username: Optional[str] = typer.Argument(None, help="Whose password (default: yours). Another "
-                                                    "user's needs an admin."),
-           password_file: Optional[Path] = typer.Option(None, "--password-file",
+           username: Optional[str] = typer.Argument(None, metavar="[USERNAME]", help="Whose password (default: "
+                                                    "yours). Another user's needs an admin."),
+           password_file: Optional[Path] = typer.Option(None, "--password-file", metavar="FILE",
                                                         help="Read the new password from this file."),
            password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the new password from stdin "
                                                "(changing your own: the current one on the first line, the new "
                                                "one on the second, unless --current-password-file)."),
-           current_password_file: Optional[Path] = typer.Option(None, "--current-password-file",
+           current_password_file: Optional[Path] = typer.Option(None, "--current-password-file", metavar="FILE",
                                                                 help="Read your current password from this file."),
            ) -> None:
     """Change a password. Every token of that user issued before stops working; after changing your own,
-    the saved login is renewed with the new password."""
+    the saved profile is logged in again with the new password."""
     if password_file is not None and password_stdin:
         raise CliError("give at most one of --password-file and --password-stdin", EXIT_USAGE)
     client = client_of(ctx)
@@ -81,32 +73,35 @@ def passwd(ctx: typer.Context,
         info(f"password of {target} changed; its tokens are revoked")
         return
     settings = settings_of(ctx)
-    saved = load_credentials()
-    if settings.token or saved.get("token") != client.token or saved.get("username") != target:
+    config = settings.config()
+    name = config.active(settings.profile)
+    saved = config.profiles.get(name)
+    if settings.token or not saved or saved.get("token") != client.token or saved.get("username") != target:
         info("password changed; your tokens are revoked: log in again (truckx login)")
         return
-    # the saved token was one of those revoked: log in again with the new password and save the new one
+    # the profile's token was one of those revoked: log in again with the new password and keep it working
     with Client(client.url, None, settings.timeout) as anonymous:
         login = anonymous.post("/api/v1/admin/login", {"username": target, "password": password}, what="login")
-    path = save_credentials({**saved, "token": login["token"], "role": login.get("role"),
-                             "expires_at": login.get("expires_at")})
-    info(f"password changed; your older tokens are revoked; logged in again (token saved to {path})")
+    config.profiles[name] = {**saved, "token": login["token"], "role": login.get("role"),
+                             "expires_at": login.get("expires_at")}
+    path = config.save()
+    info(f"password changed; your older tokens are revoked; logged in again (profile {name!r} in {path})")
 
 
-def role(ctx: typer.Context, username: str = typer.Argument(..., help="The user."),
+def role(ctx: typer.Context, username: str = typer.Argument(..., metavar="USERNAME", help="The user."),
          new_role: Role = typer.Argument(..., metavar="ROLE", help="admin, operator (reads; acknowledges and "
                                          "clears alarms; sends and cancels commands) or viewer (reads)."),
          as_json: bool = JSON_OPT) -> None:
     """Change a user's role (admin only; the last admin cannot be demoted). Its tokens are revoked."""
-    client = client_of(ctx)
-    user = client.patch(f"{BASE}/{seg(username, 'USERNAME')}", {"role": new_role.value},
-                        what=f"change the role of {username}")
-    print_object(user, as_json)
+    user = client_of(ctx).patch(f"{BASE}/{seg(username, 'USERNAME')}", {"role": new_role.value},
+                                what=f"change the role of {username}")
+    print_object(user, as_json, view=view_of(ctx))
     if not as_json:
         info(f"{username} is now {user.get('role', new_role.value)}; its older tokens are revoked"
              " (unless it had that role already)")
 
 
 def register(users_app: typer.Typer) -> None:
-    users_app.command()(passwd)
-    users_app.command()(role)
+    command(users_app, example=["truckx users passwd", "truckx users passwd olive --password-file olive-password"],
+            times=False)(passwd)
+    command(users_app, example=["truckx users role olive operator", "truckx users role vera viewer --json"])(role)

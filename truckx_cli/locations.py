@@ -11,10 +11,11 @@ from typing import Any, List, Optional
 
 import typer
 
-from .client import EXIT_USAGE, CliError, client_of, seg
-from .output import CSV_OPT, JSON_OPT, Format, choose, info, parse_when, print_list, short_time
+from .client import EXIT_USAGE, CliError, check_imei, client_of, registered, seg
+from .common import Group, command, view_of
+from .output import CSV_OPT, JSON_OPT, Col, Format, choose, info, parse_window, print_list
 
-app = typer.Typer(help="Latest positions and tracks.", no_args_is_help=True)
+app = typer.Typer(help="Latest positions and tracks.", no_args_is_help=True, cls=Group)
 
 
 def _loc(item: dict[str, Any]) -> dict[str, Any]:
@@ -31,26 +32,44 @@ def _num(key: str, digits: int) -> Any:
     return get
 
 
-LATEST_COLUMNS = [("IMEI", "imei"), ("Time", lambda i: short_time(_loc(i).get("ts"))), ("Lat", _num("lat", 6)),
-                  ("Lon", _num("lon", 6)), ("Speed km/h", _num("speed_kmh", 1)), ("Heading", _num("heading", 0))]
-TRACK_COLUMNS = [("Time", "ts"), ("Lat", "lat"), ("Lon", "lon"), ("Speed km/h", "speed_kmh"),
-                 ("Heading", "heading"), ("Alt m", "alt_m"), ("Accuracy m", "accuracy_m")]
+def _n(key: str, digits: int) -> Any:
+    def get(item: dict[str, Any]) -> str:
+        value = item.get(key)
+        return "" if not isinstance(value, (int, float)) else f"{value:.{digits}f}"
+    return get
 
 
-@app.command()
+LATEST_COLUMNS = [Col("IMEI", "imei", cut=None, priority=0), Col("Time", lambda i: _loc(i).get("ts"), time=True,
+                                                                 priority=1),
+                  Col("Lat", _num("lat", 6), cut=None, priority=2, justify="right"),
+                  Col("Lon", _num("lon", 6), cut=None, priority=2, justify="right"),
+                  Col("Speed km/h", _num("speed_kmh", 1), cut=None, priority=3, justify="right"),
+                  Col("Heading", _num("heading", 0), cut=None, priority=6, justify="right")]
+TRACK_COLUMNS = [Col("Time", "ts", time=True, priority=0),
+                 Col("Lat", _n("lat", 6), cut=None, priority=1, justify="right"),
+                 Col("Lon", _n("lon", 6), cut=None, priority=1, justify="right"),
+                 Col("Speed km/h", _n("speed_kmh", 1), cut=None, priority=2, justify="right"),
+                 Col("Heading", _n("heading", 0), cut=None, priority=3, justify="right"),
+                 Col("Alt m", _n("alt_m", 1), cut=None, priority=6, justify="right"),
+                 Col("Accuracy m", _n("accuracy_m", 1), cut=None, priority=7, justify="right")]
+
+
+@command(app, example=["truckx locations latest", "truckx locations latest --imei 356938035643809 --json"])
 def latest(ctx: typer.Context,
-           imei: Optional[List[str]] = typer.Option(None, "--imei", help="Only this device (repeatable)."),
+           imei: Optional[List[str]] = typer.Option(None, "--imei", metavar="IMEI",
+                                                    help="Only this device (repeatable, or comma-separated)."),
            as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) -> None:
     """The latest position of every device (or of the ones named)."""
     fmt = choose(as_json, as_csv)
     client = client_of(ctx)
+    imeis = list(registered(client, imei))
     items: list[Any] = []
-    for page, _next in client.pages("/api/v1/admin/locations/latest", [("imei", i) for i in imei or []],
+    for page, _next in client.pages("/api/v1/admin/locations/latest", [("imei", i) for i in imeis],
                                     limit=None, cursor=None, follow=True):
         items.extend(page)
     if fmt is not Format.json:
         items = [{**_loc(i)} for i in items]
-    print_list(items, LATEST_COLUMNS, fmt)
+    print_list(items, LATEST_COLUMNS, fmt, view_of(ctx))
 
 
 class TrackFormat(str, enum.Enum):
@@ -90,29 +109,39 @@ class _Sink:
             self.tmp.unlink(missing_ok=True)
 
 
-@app.command()
+@command(app, example=["truckx locations track 356938035643809 --since 2h",
+                       "truckx locations track 356938035643809 --since 2026-11-27 --until 2026-11-28 -o day.gpx"])
 def track(ctx: typer.Context,
-          imei: str = typer.Argument(..., help="The device."),
-          since: Optional[str] = typer.Option(None, "--since", help="From this time: RFC 3339 or relative (2h)."),
-          until: Optional[str] = typer.Option(None, "--until", help="Before this time: RFC 3339 or relative."),
+          imei: str = typer.Argument(..., metavar="IMEI", help="The device."),
+          since: Optional[str] = typer.Option(None, "--since", metavar="TIME",
+                                              help="From this time: RFC 3339 or relative (2h)."),
+          until: Optional[str] = typer.Option(None, "--until", metavar="TIME",
+                                              help="Before this time: RFC 3339 or relative."),
           fmt: Optional[TrackFormat] = typer.Option(None, "--format", "-f", help="table, json, geojson, gpx or csv "
-                                                    "(default: from the -o suffix, else a table)."),
-          output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to this file."),
+                                                    "(default: from the -o extension, else a table)."),
+          output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="FILE", help="Write to this file "
+                                                "(.json, .geojson, .gpx or .csv, unless --format says)."),
           limit: Optional[int] = typer.Option(None, "--limit", min=1, max=1000, help="Page size of each request (default 1000).")) -> None:
     """A device's track between two times, oldest first (every page is fetched)."""
-    if fmt is None:
-        fmt = _BY_SUFFIX.get(output.suffix.lower(), TrackFormat.json) if output else TrackFormat.table
+    if fmt is None and output is not None:
+        fmt = _BY_SUFFIX.get(output.suffix.lower())
+        if fmt is None:
+            raise CliError(f"cannot tell the format from the extension of {output} ({output.suffix or 'none'}); "
+                           f"use {', '.join(_BY_SUFFIX)}, or --format", EXIT_USAGE)
+    fmt = fmt or TrackFormat.table
     if fmt is TrackFormat.table and output is not None:
         raise CliError("--format table prints to the terminal; pick json, geojson, gpx or csv with -o", EXIT_USAGE)
+    imei = check_imei(imei)
+    start, end = parse_window(since, until)
     client = client_of(ctx)
     path = f"/api/v1/admin/devices/{seg(imei, 'IMEI')}/locations"
-    params: list[tuple[str, Any]] = [("since", parse_when(since, "--since")), ("until", parse_when(until, "--until"))]
+    params: list[tuple[str, Any]] = [("since", start), ("until", end)]
     if fmt in (TrackFormat.table, TrackFormat.json):
         points: list[Any] = []
         for page, _next in client.pages(path, params, limit=limit or 1000, cursor=None, follow=True):
             points.extend(page)
         if fmt is TrackFormat.table:
-            print_list(points, TRACK_COLUMNS, Format.table)
+            print_list(points, TRACK_COLUMNS, Format.table, view_of(ctx))
             return
         sink = _Sink(output)
         sink.write((json.dumps(points, indent=2) + "\n").encode())

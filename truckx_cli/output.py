@@ -1,5 +1,12 @@
 """Rendering (tables by default, ``--json`` / ``--csv`` for scripts) and parsing of times given on the
-command line (RFC 3339 or relative: ``30m``, ``2h``, ``7d``)."""
+command line (RFC 3339 or relative: ``30m``, ``2h``, ``7d``).
+
+Tables fit the terminal (80 columns included) without breaking an IMEI, an id or a time inside a value:
+each :class:`Col` says whether its values may be cut (with an ellipsis) and how important it is; when
+the terminal is narrow, times switch to a shorter form, then the least important columns are left out
+(named under the table). Times in tables are shown in the local zone, or ``--tz ZONE``, or relative to
+now with ``--relative``; JSON and CSV always carry the server's RFC 3339 UTC values.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +16,19 @@ import enum
 import json
 import re
 import sys
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from .client import EXIT_USAGE, CliError
 
 UTC = dt.timezone.utc
-
-Column = tuple[str, str | Callable[[dict[str, Any]], Any]]  # (header, key or getter)
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON (machine-readable; nothing else goes to stdout).")
 CSV_OPT = typer.Option(False, "--csv", help="Print CSV with a header row.")
@@ -75,17 +84,218 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-#: table columns kept whole while the terminal allows (the others fold first)
-MIN_WIDTH = {"IMEI": 15, "Time": 20, "Last seen": 20, "Status": 6}
-
-
 def csv_cell(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return cell(value)
 
 
-def print_list(items: Sequence[dict[str, Any]], columns: Sequence[Column], fmt: Format,
+# -- times shown -------------------------------------------------------------------------------
+
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+
+
+def parse_time(value: Any) -> dt.datetime | None:
+    """An RFC 3339 string (as the server sends) as an aware datetime; None for anything else."""
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if not isinstance(value, str) or not _RFC3339.match(value):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value[:-1] + "+00:00" if value[-1:] in "Zz" else value)
+    except ValueError:
+        return None
+
+
+def zone(name: str | None) -> dt.tzinfo | None:
+    """``--tz``: None (or ``local``) is the machine's zone; ``UTC``; or an IANA name like Europe/Madrid."""
+    if name is None or name.strip().lower() in ("", "local"):
+        return None
+    if name.strip().upper() in ("UTC", "Z", "GMT"):
+        return UTC
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise CliError(f"--tz: unknown time zone {name!r}; use an IANA name like Europe/Madrid, UTC or local",
+                       EXIT_USAGE) from None
+
+
+def ago(delta_s: float) -> str:
+    """A duration as people say it: ``12 s ago``, ``3 min ago``, ``1 h 5 min ago``, ``2 d 3 h ago``,
+    ``in 4 min`` for the future."""
+    future = delta_s < 0
+    s = int(abs(delta_s))
+    if s < 60:
+        text = f"{s} s"
+    elif s < 3600:
+        text = f"{s // 60} min"
+    elif s < 86400:
+        h, m = divmod(s // 60, 60)
+        text = f"{h} h" + (f" {m} min" if m else "")
+    else:
+        d, h = divmod(s // 3600, 24)
+        text = f"{d} d" + (f" {h} h" if h else "")
+    return f"in {text}" if future else f"{text} ago"
+
+
+@dataclass
+class TimeView:
+    """How tables show times: in ``tz`` (None: the local zone), or relative to ``now``."""
+
+    tz: dt.tzinfo | None = None
+    relative: bool = False
+    #: the time "ago" is counted from (None: the moment each time is shown)
+    fixed_now: dt.datetime | None = None
+
+    @property
+    def now(self) -> dt.datetime:
+        return self.fixed_now or dt.datetime.now(UTC)
+
+    def local(self, when: dt.datetime) -> dt.datetime:
+        return when.astimezone(self.tz) if self.tz is not None else when.astimezone()
+
+    def show(self, value: Any, short: bool = False) -> str:
+        when = parse_time(value)
+        if when is None:
+            return cell(value)
+        if self.relative:
+            return ago((self.now - when).total_seconds())
+        return self.local(when).strftime("%m-%d %H:%M:%S" if short else "%Y-%m-%d %H:%M:%S")
+
+    def clock(self, value: Any) -> str:
+        """The time of day (for live views), or how long ago."""
+        when = parse_time(value)
+        if when is None:
+            return cell(value)
+        if self.relative:
+            return ago((self.now - when).total_seconds())
+        return self.local(when).strftime("%H:%M:%S")
+
+    def long(self, value: Any) -> str:
+        """For one record (``show`` commands): the zone's time with its offset, and how long ago."""
+        when = parse_time(value)
+        if when is None:
+            return cell(value)
+        rel = ago((self.now - when).total_seconds())
+        if self.relative:
+            return rel
+        return f"{self.local(when).strftime('%Y-%m-%d %H:%M:%S %Z')} ({rel})"
+
+    def caption(self) -> str:
+        if self.relative:
+            return "times relative to now"
+        local = self.local(self.now)
+        offset = local.strftime("%z")
+        offset = f"UTC{offset[:3]}:{offset[3:]}" if offset else "UTC"
+        name = getattr(self.tz, "key", None) or local.strftime("%Z") or offset
+        return f"times in {name}" + (f" ({offset})" if name != offset and name not in ("UTC",) else "")
+
+
+# -- tables that fit ---------------------------------------------------------------------------
+
+#: columns with a priority at or above this are left out before times are shortened
+EXTRA = 5
+GAP = 2  # spaces between columns
+
+
+@dataclass
+class Col:
+    """One table column. ``cut``: the narrowest it may be cut to (with an ellipsis); None for values that
+    must never be cut (IMEIs, ids, times). ``priority``: 0 is kept longest; higher ones go first when the
+    terminal is narrow (those of ``EXTRA`` and above before times are shortened)."""
+
+    header: str
+    get: str | Callable[[dict[str, Any]], Any]
+    time: bool = False
+    cut: int | None = 8
+    priority: int = 1
+    justify: str = "left"
+
+    def __post_init__(self) -> None:
+        if self.time:
+            self.cut = None  # a time is never cut
+
+
+def _render(cols: Sequence[Col], items: Sequence[dict[str, Any]], view: TimeView, short: bool) -> list[list[str]]:
+    rows = []
+    for item in items:
+        row = []
+        for col in cols:
+            value = _get(item, col.get)
+            row.append(view.show(value, short) if col.time else cell(value))
+        rows.append(row)
+    return rows
+
+
+def fit(cols: Sequence[Col], items: Sequence[dict[str, Any]], view: TimeView,
+        width: int) -> tuple[list[int], list[int], list[list[str]]]:
+    """Which columns to show (indexes), their widths, and the rendered rows, for a terminal ``width`` wide."""
+    has_time = any(c.time for c in cols) and not view.relative
+    keep_order = sorted(range(len(cols)), key=lambda i: (cols[i].priority, i))  # most important first
+    # tried in order until one fits: full times while leaving out the extra columns one by one, then short
+    # times while leaving out the others (the most important column always stays)
+    extras = sum(1 for c in cols if c.priority >= EXTRA)
+    shapes = [(False, n) for n in range(len(cols), len(cols) - extras - 1, -1)]
+    shapes += [(has_time, n) for n in range(len(cols) - extras, 0, -1)]
+    rendered: dict[bool, list[list[str]]] = {}
+    best = None
+    for short, n in shapes:
+        if short not in rendered:
+            rendered[short] = _render(cols, items, view, short)
+        rows = rendered[short]
+        chosen = sorted(keep_order[:n])
+        natural = [max([cell_len(cols[i].header)] + [cell_len(r[i]) for r in rows]) for i in chosen]
+        least = [min(w, max(cols[i].cut, cell_len(cols[i].header))) if cols[i].cut is not None else w
+                 for i, w in zip(chosen, natural)]
+        need = sum(least) + GAP * (len(chosen) - 1)
+        best = (chosen, natural, least, short)
+        if need <= width:
+            break
+    assert best is not None
+    chosen, natural, least, short = best
+    widths = list(least)
+    spare = width - (sum(widths) + GAP * (len(chosen) - 1))
+    for k, i in enumerate(chosen):  # give what is left to the cut columns, in column order
+        if spare <= 0:
+            break
+        add = min(spare, natural[k] - widths[k])
+        widths[k] += add
+        spare -= add
+    return chosen, widths, rendered[short]
+
+
+def build_table(items: Sequence[dict[str, Any]], cols: Sequence[Col], view: TimeView, width: int,
+                title: str | None = None,
+                styles: dict[str, Callable[[str], str]] | None = None) -> tuple[Table, list[str]]:
+    """The table for a terminal ``width`` wide, and the headers of the columns left out."""
+    chosen, widths, rows = fit(cols, items, view, width)
+    table = Table(title=title, box=None, padding=(0, GAP // 2), pad_edge=False, show_edge=False,
+                  header_style="bold")
+    for i, w in zip(chosen, widths):
+        col = cols[i]
+        table.add_column(col.header, width=w, min_width=w, no_wrap=True, justify=col.justify,  # type: ignore[arg-type]
+                         overflow="ellipsis" if col.cut is not None else "fold")
+    for row in rows:
+        table.add_row(*(Text(row[i], style=(styles or {}).get(cols[i].header, lambda _v: "")(row[i]))
+                        for i in chosen))
+    return table, [cols[i].header for i in range(len(cols)) if i not in chosen]
+
+
+def print_table(items: Sequence[dict[str, Any]], cols: Sequence[Col], view: TimeView,
+                title: str | None = None) -> None:
+    console = stdout()
+    table, left_out = build_table(items, cols, view, console.width, title)
+    console.print(table)
+    notes = []
+    if any(c.time for c in cols if c.header not in left_out):
+        notes.append(view.caption())
+    if left_out:
+        notes.append(f"left out to fit {console.width} columns: {', '.join(left_out)} (see --json)")
+    if notes:
+        info("; ".join(notes))
+
+
+def print_list(items: Sequence[dict[str, Any]], columns: Sequence[Col], fmt: Format, view: TimeView | None = None,
                title: str | None = None, csv_fields: Sequence[str] | None = None) -> None:
     """A list as a table (the columns), a JSON array of the full items, or CSV of every field of the items
     (or of ``csv_fields``), nested values as JSON."""
@@ -96,7 +306,7 @@ def print_list(items: Sequence[dict[str, Any]], columns: Sequence[Column], fmt: 
         if csv_fields is None:
             fields = list(dict.fromkeys(k for item in items for k in item))
             if not fields:
-                fields = [key for _h, key in columns if isinstance(key, str)]
+                fields = [c.get for c in columns if isinstance(c.get, str)]
         else:
             fields = list(csv_fields)
         writer = csv.writer(sys.stdout, lineterminator="\n")
@@ -108,30 +318,26 @@ def print_list(items: Sequence[dict[str, Any]], columns: Sequence[Column], fmt: 
     if not items:
         info("(nothing)")
         return
-    console = stdout()
-    wide = console.width >= 110
-    table = Table(title=title, show_lines=False, header_style="bold")
-    for header, _key in columns:
-        table.add_column(header, overflow="fold", min_width=MIN_WIDTH.get(header) if wide else None)
-    for item in items:
-        table.add_row(*(cell(_get(item, key)) for _h, key in columns))
-    console.print(table)
+    print_table(items, columns, view or TimeView(), title)
 
 
-def print_object(obj: dict[str, Any], as_json: bool, fields: Iterable[str] | None = None) -> None:
-    """One record as JSON or as a two-column table of its fields."""
+def print_object(obj: dict[str, Any], as_json: bool, fields: Iterable[str] | None = None,
+                 view: TimeView | None = None) -> None:
+    """One record as JSON or as a two-column table of its fields (times in the chosen zone)."""
     if as_json:
         print_json(obj)
         return
+    view = view or TimeView()
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 0))
-    table.add_column(style="bold")
+    table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key in fields or obj.keys():
-        table.add_row(key, cell(obj.get(key)))
+        value = obj.get(key)
+        table.add_row(key, Text(view.long(value) if parse_time(value) else cell(value)))
     stdout().print(table)
 
 
-# -- times -------------------------------------------------------------------------------------
+# -- times given -------------------------------------------------------------------------------
 
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|day|days|w|wk)\s*(?:ago)?\s*$", re.I)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "day": 86400,
@@ -172,11 +378,13 @@ def parse_when(text: str | None, option: str = "time", now: dt.datetime | None =
     return format_time(parsed)
 
 
-def short_time(value: Any) -> str:
-    """An RFC 3339 time for a table: whole seconds (the full value is in --json / --csv)."""
-    if not isinstance(value, str):
-        return cell(value)
-    return re.sub(r"\.\d+(?=Z|[+-]\d\d:\d\d$)", "", value)
+def parse_window(since: str | None, until: str | None) -> tuple[str | None, str | None]:
+    """``--since`` / ``--until`` as RFC 3339 UTC; ``--until`` at or before ``--since`` is a usage error."""
+    now = dt.datetime.now(UTC)
+    start, end = parse_when(since, "--since", now), parse_when(until, "--until", now)
+    if start is not None and end is not None and parse_time(end) <= parse_time(start):  # type: ignore[operator]
+        raise CliError(f"--until ({until}) must be after --since ({since}): the window is empty", EXIT_USAGE)
+    return start, end
 
 
 def human_size(n: int | None) -> str:
@@ -193,18 +401,20 @@ def human_size(n: int | None) -> str:
 # -- paged lists -------------------------------------------------------------------------------
 
 LIMIT_OPT = typer.Option(None, "--limit", min=1, max=1000, help="Page size (server default 100, max 1000).")
-CURSOR_OPT = typer.Option(None, "--cursor", help="Start at this page cursor (from a previous listing).")
+CURSOR_OPT = typer.Option(None, "--cursor", metavar="CURSOR",
+                          help="Start at this page cursor (from a previous listing).")
 ALL_OPT = typer.Option(False, "--all", help="Follow next_cursor and list every item.")
 
 
-def list_paged(client: Any, path: str, params: list[tuple[str, Any]], columns: Sequence[Column], *,
-               limit: int | None, cursor: str | None, follow: bool, fmt: Format, title: str | None = None) -> list[Any]:
+def list_paged(client: Any, path: str, params: list[tuple[str, Any]], columns: Sequence[Col], *,
+               limit: int | None, cursor: str | None, follow: bool, fmt: Format, view: TimeView | None = None,
+               title: str | None = None) -> list[Any]:
     """Fetch one page (or, with ``follow``, every page) and print it; a hint names the next cursor."""
     items: list[Any] = []
     next_cursor: str | None = None
     for page, next_cursor in client.pages(path, params, limit=limit, cursor=cursor, follow=follow):
         items.extend(page)
-    print_list(items, columns, fmt, title)
+    print_list(items, columns, fmt, view, title)
     if next_cursor and not follow:
         info(f"more items: --cursor {next_cursor} (or --all)")
     return items

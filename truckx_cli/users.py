@@ -10,12 +10,14 @@ from typing import Optional
 import typer
 
 from .client import EXIT_USAGE, CliError, client_of, seg
-from .output import CSV_OPT, JSON_OPT, choose, info, print_list, print_object
+from .common import Group, command, view_of
+from .output import CSV_OPT, JSON_OPT, Col, choose, info, print_list, print_object
 
-app = typer.Typer(help="Manage admin and viewer accounts.", no_args_is_help=True)
+app = typer.Typer(help="Manage admin and viewer accounts.", no_args_is_help=True, cls=Group)
 
 BASE = "/api/v1/admin/users"
-COLUMNS = [("Username", "username"), ("Role", "role"), ("Created", "created_at")]
+COLUMNS = [Col("Username", "username", cut=None, priority=0), Col("Role", "role", cut=None, priority=1),
+           Col("Created", "created_at", time=True, priority=2)]
 
 
 class Role(str, enum.Enum):
@@ -24,21 +26,23 @@ class Role(str, enum.Enum):
     viewer = "viewer"
 
 
-@app.command("list")
+@command(app, "list", example=["truckx users list", "truckx users list --csv"])
 def list_(ctx: typer.Context, as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) -> None:
     """List accounts."""
     fmt = choose(as_json, as_csv)
     items: list = []
     for page, _next in client_of(ctx).pages(BASE, [], limit=None, cursor=None, follow=True):
         items.extend(page)
-    print_list(items, COLUMNS, fmt)
+    print_list(items, COLUMNS, fmt, view_of(ctx))
 
 
-@app.command()
-def add(ctx: typer.Context, username: str,
+@command(app, example=["truckx users add vera --role viewer",
+                       "truckx users add ops --role admin --password-file ops-password"], times=False)
+def add(ctx: typer.Context, username: str = typer.Argument(..., metavar="USERNAME"),
         role: Role = typer.Option(Role.viewer, "--role", "-r", help="admin (may change things), operator (reads; "
                                   "acks and clears alarms; sends and cancels commands) or viewer (read only)."),
-        password_file: Optional[Path] = typer.Option(None, "--password-file", help="Read the password from this file."),
+        password_file: Optional[Path] = typer.Option(None, "--password-file", metavar="FILE",
+                                                     help="Read the password from this file."),
         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
         as_json: bool = JSON_OPT) -> None:
     """Create an account (the password is prompted for unless given by file or stdin)."""
@@ -62,8 +66,8 @@ def add(ctx: typer.Context, username: str,
     print_object(user, as_json)
 
 
-@app.command()
-def remove(ctx: typer.Context, username: str,
+@command(app, example="truckx users remove vera --yes", times=False)
+def remove(ctx: typer.Context, username: str = typer.Argument(..., metavar="USERNAME"),
            yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
     """Delete an account."""
     if not yes and not typer.confirm(f"Delete user {username}?"):

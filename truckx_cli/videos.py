@@ -13,16 +13,20 @@ import typer
 from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
                            TransferSpeedColumn)
 
-from .client import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, Client, CliError, client_of, seg
-from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, choose, human_size, info, list_paged,
-                     print_json, short_time, stderr)
+from .client import EXIT_ERROR, EXIT_UNREACHABLE, EXIT_USAGE, Client, CliError, check_imei, client_of, seg
+from .common import Group, command, view_of
+from .output import (ALL_OPT, CSV_OPT, CURSOR_OPT, JSON_OPT, LIMIT_OPT, Col, choose, human_size, info, list_paged,
+                     print_json, stderr)
 
-app = typer.Typer(help="List and download dashcam videos.", no_args_is_help=True)
+app = typer.Typer(help="List and download dashcam videos.", no_args_is_help=True, cls=Group)
 
-COLUMNS = [("Name", "name"), ("Size", lambda v: human_size(v.get("size"))), ("Complete", "complete"),
-           ("Uploaded", lambda v: short_time(v.get("uploaded_at"))),
-           ("SHA-256", lambda v: (v.get("sha256") or "")[:12] + ("…" if v.get("sha256") else "")),
-           ("Alarms", lambda v: len(v.get("alarm_ids") or []))]
+COLUMNS = [Col("Name", "name", cut=None, priority=0),
+           Col("Size", lambda v: human_size(v.get("size")), cut=None, priority=2, justify="right"),
+           Col("Complete", "complete", cut=None, priority=3), Col("Uploaded", "uploaded_at", time=True, priority=1),
+           Col("SHA-256", lambda v: (v.get("sha256") or "")[:12] + ("…" if v.get("sha256") else ""), cut=None,
+               priority=6),
+           Col("Alarms", lambda v: len(v.get("alarm_ids") or []), cut=None, priority=4, justify="right")]
+IMEI_ARG = typer.Argument(..., metavar="IMEI", help="The device.")
 CHUNK = 256 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
@@ -33,12 +37,15 @@ def _base(imei: str) -> str:
     return f"/api/v1/admin/devices/{seg(imei, 'IMEI')}/videos"
 
 
-@app.command("list")
-def list_(ctx: typer.Context, imei: str, limit: Optional[int] = LIMIT_OPT, cursor: Optional[str] = CURSOR_OPT,
-          all_: bool = ALL_OPT, as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) -> None:
+@command(app, "list", example=["truckx videos list 356938035643809",
+                               "truckx videos list 356938035643809 --all --json"])
+def list_(ctx: typer.Context, imei: str = IMEI_ARG, limit: Optional[int] = LIMIT_OPT,
+          cursor: Optional[str] = CURSOR_OPT, all_: bool = ALL_OPT, as_json: bool = JSON_OPT,
+          as_csv: bool = CSV_OPT) -> None:
     """List a device's videos."""
     fmt = choose(as_json, as_csv)
-    list_paged(client_of(ctx), _base(imei), [], COLUMNS, limit=limit, cursor=cursor, follow=all_, fmt=fmt)
+    list_paged(client_of(ctx), _base(check_imei(imei)), [], COLUMNS, limit=limit, cursor=cursor, follow=all_, fmt=fmt,
+               view=view_of(ctx))
 
 
 def _sha_from_headers(headers: Any) -> str | None:
@@ -69,9 +76,10 @@ def _file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-@app.command()
-def download(ctx: typer.Context, imei: str, name: str,
-             output: Optional[Path] = typer.Option(None, "--output", "-o", help="File or directory to save to "
+@command(app, example=["truckx videos download 356938035643809 front-0001.mp4",
+                       "truckx videos download 356938035643809 front-0001.mp4 -o evidence/"], times=False)
+def download(ctx: typer.Context, imei: str = IMEI_ARG, name: str = typer.Argument(..., metavar="NAME"),
+             output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="PATH", help="File or directory to save to "
                                                    "(default: NAME in the current directory)."),
              as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
              quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:

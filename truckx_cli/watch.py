@@ -1,4 +1,5 @@
-"""``truckx watch``: the live event feed (``/api/v1/admin/events``) as a Rich live view, or JSON lines."""
+"""``truckx watch``: the live event feed (``/api/v1/admin/events``) as a Rich live view with device names,
+or JSON lines; reconnects with backoff when the server restarts."""
 
 from __future__ import annotations
 
@@ -7,18 +8,17 @@ import json
 import sys
 import time
 from typing import Any, List, Optional
-from urllib.parse import urlencode
 
 import typer
 from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.sync.client import connect
 
-from .client import EXIT_AUTH, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE, CliError, make_client, settings_of
-from .output import info, stdout
+from .client import EXIT_USAGE, CliError, make_client, registered, settings_of
+from .common import command, view_of
+from .events import EVENT_TYPES, Feed
+from .names import DeviceNames
+from .output import Col, TimeView, build_table, info, stdout
 
 STYLES = {"alarm": "bold red", "device_status": "cyan", "command_status": "magenta", "video": "green",
           "location": ""}
@@ -45,117 +45,126 @@ def summary(event: dict[str, Any]) -> str:
     return json.dumps(rest, separators=(",", ":"))[:120]
 
 
+def parse_types(values: list[str] | None) -> set[str]:
+    types = {t.strip().lower() for v in values or [] for t in v.split(",") if t.strip()}
+    unknown = sorted(types - set(EVENT_TYPES))
+    if unknown:
+        raise CliError(f"--type: unknown event type {', '.join(unknown)}; use {', '.join(EVENT_TYPES)}", EXIT_USAGE)
+    return types
+
+
 class View:
     """What the live view shows: counters per event type, devices online, the latest events."""
 
-    def __init__(self, rows: int) -> None:
+    def __init__(self, rows: int, names: DeviceNames | None, view: TimeView) -> None:
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=rows)
         self.counts: collections.Counter[str] = collections.Counter()
         self.online: set[str] = set()
         self.status = "connecting"
+        self.names = names
+        self.view = view
+        self.columns = [
+            Col("Time", lambda e: self.view.clock(e.get("at")), cut=None, priority=1),
+            Col("Type", "type", cut=5, priority=2), Col("IMEI", "imei", cut=None, priority=0),
+            Col("Name", "name", cut=6, priority=4), Col("Detail", "detail", cut=10, priority=3),
+        ]
 
     def add(self, event: dict[str, Any]) -> None:
-        self.events.appendleft(event)
-        self.counts[str(event.get("type"))] += 1
-        if event.get("type") == "device_status" and event.get("imei"):
-            (self.online.add if event.get("online") else self.online.discard)(event["imei"])
+        imei = event.get("imei")
+        row = {"at": event.get("at"), "type": str(event.get("type")), "imei": imei if isinstance(imei, str) else "",
+               "name": self.names.get(imei) if self.names else None, "detail": summary(event)}
+        self.events.appendleft(row)
+        self.counts[row["type"]] += 1
+        if event.get("type") == "device_status" and isinstance(imei, str):
+            (self.online.add if event.get("online") else self.online.discard)(imei)
+        if len(self.online) > 100_000:  # bounded, whatever the feed sends
+            self.online.clear()
 
-    def render(self) -> Group:
+    def render(self, width: int) -> Group:
         counts = "  ".join(f"{k}: {v}" for k, v in sorted(self.counts.items())) or "no events yet"
-        head = Text(f"truckx events: {self.status}  |  {counts}  |  came online while watching: {len(self.online)}")
-        table = Table(expand=True, header_style="bold")
-        for col in ("Time", "Type", "IMEI", "Detail"):
-            table.add_column(col, overflow="fold")
-        for e in self.events:
-            table.add_row(str(e.get("at", "")), Text(str(e.get("type")), style=STYLES.get(str(e.get("type")), "")),
-                          str(e.get("imei", "")), summary(e))
+        head = Text(f"truckx events: {self.status}\n{counts}  |  came online while watching: {len(self.online)}")
+        if not self.events:
+            return Group(head)
+        table, _left_out = build_table(list(self.events), self.columns, self.view, width,
+                                       styles={"Type": lambda v: STYLES.get(v, "")})
         return Group(head, table)
 
 
-def events_url(http_url: str, imeis: list[str]) -> str:
-    ws = "wss://" + http_url[len("https://"):] if http_url.startswith("https://") else "ws://" + http_url[len("http://"):]
-    query = urlencode([("imei", i) for i in imeis])
-    return f"{ws}/api/v1/admin/events" + (f"?{query}" if query else "")
-
-
 def watch(ctx: typer.Context,
-          imei: Optional[List[str]] = typer.Option(None, "--imei", help="Only events of this device (repeatable)."),
+          imei: Optional[List[str]] = typer.Option(None, "--imei", metavar="IMEI",
+                                                   help="Only events of this device (repeatable, or comma-separated)."),
+          type_: Optional[List[str]] = typer.Option(None, "--type", metavar="TYPES",
+                                                    help="Only these event types (repeatable, or comma-separated): "
+                                                         + ", ".join(EVENT_TYPES) + "."),
           as_json: bool = typer.Option(False, "--json", help="Print each event as one JSON line instead."),
           count: Optional[int] = typer.Option(None, "--count", "-n", min=1, help="Stop after this many events."),
           seconds: Optional[float] = typer.Option(None, "--seconds", min=0, help="Stop after this many seconds."),
-          rows: int = typer.Option(25, "--rows", min=1, help="Events kept on screen in the live view.")) -> None:
-    """Follow the live feed: locations, alarms, devices going on/offline, command status, videos."""
+          rows: int = typer.Option(25, "--rows", min=1, max=1000, help="Events kept on screen in the live view."),
+          reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect",
+                                         help="Once connected, connect again with backoff when the feed closes "
+                                              "(server restart) instead of exiting.")) -> None:
+    """Follow the live feed: locations, alarms, devices going on/offline, command status, videos.
+
+    The live view shows each device's name beside its IMEI (looked up once per device). If the server
+    restarts, the feed is opened again with backoff (events in the gap are not replayed).
+    """
+    types = parse_types(type_)
     client = make_client(settings_of(ctx))
-    client.close()  # only its URL and token are needed
-    url = events_url(client.url, imei or [])
+    ctx.call_on_close(client.close)
+    imeis = list(registered(client, imei))  # an unregistered --imei is an error (4), not a silent feed
     deadline = time.monotonic() + seconds if seconds is not None else None
-    view = View(rows)
+    view = View(rows, None if as_json else DeviceNames(client), view_of(ctx))
+    if view.names is not None:
+        view.names.prefetch()
     seen = 0
-    try:
-        ws = connect(url, additional_headers={"Authorization": f"Bearer {client.token}"}, open_timeout=10,
-                     close_timeout=2, max_size=4 * 1024 * 1024)
-    except InvalidStatus as exc:
-        status = exc.response.status_code
-        try:
-            message = json.loads(exc.response.body or b"{}")["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = exc.response.reason_phrase
-        if status == 401:
-            raise CliError(f"event feed: not authenticated ({message}); run `truckx login`", EXIT_AUTH) from None
-        if status == 403:
-            raise CliError(f"event feed: forbidden: {message}", EXIT_AUTH) from None
-        if status == 404:
-            raise CliError(f"event feed: not found ({message}); does the server have /api/v1/admin/events?",
-                           EXIT_NOT_FOUND) from None
-        raise CliError(f"event feed refused ({status}): {message}", EXIT_ERROR) from None
-    except InvalidURI as exc:
-        raise CliError(f"invalid server URL: {exc}", 2) from None
-    except (OSError, TimeoutError, InvalidHandshake) as exc:
-        raise CliError(f"cannot reach the event feed at {url.split('?')[0]}: {exc or type(exc).__name__} "
-                       "(is the server running? check --url / TRUCKX_URL)", EXIT_UNREACHABLE) from None
+
+    def notify(line: str) -> None:
+        view.status = line
+        if as_json:
+            info(f"truckx: {line}")
 
     def remaining() -> float | None:
         return None if deadline is None else deadline - time.monotonic()
 
-    def events() -> Any:
+    def events(feed: Feed) -> Any:
         nonlocal seen
         while count is None or seen < count:
             left = remaining()
-            if left is not None and left <= 0:
+            if (left is not None and left <= 0) or feed.ws is None:
                 return
-            try:
-                raw = ws.recv(timeout=min(1.0, left) if left is not None else 1.0)
-            except TimeoutError:
+            event = feed.next(min(1.0, left) if left is not None else 1.0, deadline)
+            if event is None:
                 yield None  # a tick: lets the live view refresh and the deadline be checked
                 continue
-            try:
-                event = json.loads(raw)
-            except ValueError:
+            if types and event.get("type") not in types:
                 continue
             seen += 1
             yield event
 
+    feed = Feed(client.url, client.token, imeis, reconnect=reconnect, notify=notify)
+    feed.open()
     try:
-        with ws:
+        with feed:
             if as_json:
-                for event in events():
+                for event in events(feed):
                     if event is not None:
                         sys.stdout.write(json.dumps(event, separators=(",", ":")) + "\n")
                         sys.stdout.flush()
             else:
-                view.status = f"connected to {url.split('?')[0]}" + (f" (imei {', '.join(imei)})" if imei else "")
-                with Live(view.render(), console=stdout(), refresh_per_second=4, transient=False) as live:
-                    for event in events():
+                console = stdout()
+                view.status = feed.status + (f"; imei {', '.join(imeis)}" if imeis else "") \
+                    + (f"; type {', '.join(sorted(types))}" if types else "")
+                with Live(view.render(console.width), console=console, refresh_per_second=4,
+                          transient=False) as live:
+                    for event in events(feed):
                         if event is not None:
                             view.add(event)
-                        live.update(view.render())
-    except ConnectionClosed as exc:
-        code = exc.rcvd.code if exc.rcvd else None
-        raise CliError(f"the server closed the event feed (code {code})", EXIT_UNREACHABLE) from None
+                        live.update(view.render(console.width))
     except KeyboardInterrupt:
         info("stopped")
         raise typer.Exit(0) from None
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(watch)
+    command(app, example=["truckx watch --type alarm,command_status",
+                          "truckx watch --imei 356938035643809 --json --seconds 60 > events.jsonl"])(watch)

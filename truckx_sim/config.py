@@ -18,8 +18,22 @@ class SimConfig:
     report_interval_s: float = 1.0
     #: alarms per device per hour (Poisson)
     alarm_rate_per_h: float = 0.0
-    #: bytes of each alarm video (0: alarms name their files but no video is uploaded)
+    #: what each alarm uploads: "mp4" (a real H.264 clip, see clips.py), "random" (``video_size`` random
+    #: bytes) or "none" (alarms name their files but nothing is uploaded)
+    video: str = "mp4"
+    #: bytes of each "random" video; 0 uploads nothing, whatever ``video`` says (as before clips existed)
     video_size: int = 256 * 1024
+    #: the clips: size, frame rate and length
+    video_width: int = 480
+    video_height: int = 270
+    video_fps: int = 15
+    video_seconds: float = 4.0
+    #: "device" (one clip per device, its IMEI burned in), "pool" (a few clips shared by the fleet) or
+    #: "auto" (device for small fleets, else pool)
+    video_labels: str = "auto"
+    #: where clips (and, unless ``secrets_file`` says otherwise, device credentials) are cached;
+    #: default $XDG_CACHE_HOME/truckx-sim or ~/.cache/truckx-sim
+    cache_dir: str | None = None
     #: share of uploads interrupted halfway and resumed with HEAD + PATCH
     upload_interrupt_rate: float = 0.2
     #: concurrent uploads per process
@@ -61,6 +75,12 @@ class SimConfig:
         elif base.startswith("http://"):
             base = "ws://" + base[len("http://"):]
         return base + "/api/v1/device/ws"
+
+    def __post_init__(self) -> None:
+        if self.video not in ("mp4", "random", "none"):
+            raise ValueError(f"video must be mp4, random or none, not {self.video!r}")
+        if self.video_labels not in ("auto", "device", "pool"):
+            raise ValueError(f"video_labels must be auto, device or pool, not {self.video_labels!r}")
 
     def replace(self, **changes: Any) -> "SimConfig":
         return dataclasses.replace(self, **changes)

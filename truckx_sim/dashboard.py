@@ -72,8 +72,8 @@ def summary_table(summary: dict[str, Any]) -> Table:
     t.add_column("metric")
     t.add_column("value", justify="right")
     for key in ("devices", "connected", "duration_s", "points_generated", "points_sent", "points_acked",
-                "points_unacked", "points_per_s", "alarms", "uploads", "upload_resumes", "commands", "resets",
-                "errors"):
+                "points_unacked", "points_per_s", "alarms", "uploads", "upload_resumes", "clips_encoded", "commands",
+                "resets", "errors"):
         t.add_row(key, f"{summary[key]:,}" if isinstance(summary[key], int) else str(summary[key]))
     ack = summary["ack_latency_ms"]
     t.add_row("ack latency p50 / p99 ms", f"{_fmt(ack['p50'])} / {_fmt(ack['p99'])}")

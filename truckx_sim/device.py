@@ -21,8 +21,10 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
+from truckx_server.vocab import ALARM_TYPES
+
 from .route import Route
-from .video import upload_video
+from .video import source_for, upload_video
 
 if TYPE_CHECKING:
     from .env import Environment
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("truckx_sim.device")
 
 MAX_BATCH = 1000
-ALARM_TYPES = ("VIBRATION", "OVERSPEED", "CRASH", "HARD_ACCELERATION", "HARD_BRAKE", "SHARP_TURN")
 
 
 def rfc3339_us(us: int) -> str:
@@ -360,7 +361,11 @@ class SimDevice:
 
     async def _requested_video(self, cid: str, args: dict[str, Any]) -> None:
         name = f"req-{self.imei}-{cid[:8]}.mp4"
-        ok, detail = await upload_video(self, name, self.env.config.video_size or 64 * 1024)
+        source = await source_for(self.env.config, self.env.clips, self.imei, name, fallback_size=64 * 1024)
+        if source is None:
+            self._finish_command(cid, False, "this device has no video")
+            return
+        ok, detail = await upload_video(self, name, source)
         self._finish_command(cid, ok, detail if not ok else f"uploaded {name}")
 
     def _finish_command(self, cid: str, ok: bool, detail: str) -> None:
@@ -425,9 +430,11 @@ class SimDevice:
             attempt += 1
         self.stats.incr("alarms")
         self.stats.measure("alarm", (time.perf_counter() - started) * 1000)
-        if self.env.config.video_size > 0:
-            for name in files:
-                await upload_video(self, name, self.env.config.video_size)
+        for name in files:
+            source = await source_for(self.env.config, self.env.clips, self.imei, name)
+            if source is None:
+                break
+            await upload_video(self, name, source)
 
     def auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}

@@ -17,14 +17,17 @@ import queue as queue_mod
 import resource
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import httpx
 
+from .clips import ClipCache, default_cache_dir
 from .config import SimConfig
 from .device import SimDevice
 from .fasthttp import FastHttp
 from .stats import Stats
+from .video import AUTO_DEVICE_LABELS
 
 #: connections per 127.0.0.x source address before another address is used
 PER_SOURCE_ADDRESS = 12_000
@@ -73,6 +76,7 @@ class Environment:
         self.fast = FastHttp(config.http_url, HTTP_CONCURRENCY, config.http_timeout_s) \
             if config.http_url.startswith("http://") else None
         self.upload_slots = asyncio.Semaphore(config.max_concurrent_uploads)
+        self.clips = ClipCache((Path(config.cache_dir) if config.cache_dir else default_cache_dir()) / "clips")
         self.devices: list[SimDevice] = []
 
     def source_address(self, index: int) -> str | None:
@@ -161,6 +165,7 @@ class Summary:
             "uploads": c["uploads"],
             "upload_bytes": c["upload_bytes"],
             "upload_resumes": c["upload_resumes"],
+            "clips_encoded": c["clips_encoded"],
             "commands": c["commands"],
             "command_results": c["command_results"],
             "resets": c["resets"],
@@ -227,6 +232,7 @@ async def run_devices(config: SimConfig, creds: list[dict[str, str]], first_inde
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         elapsed = time.monotonic() - started
+        env.stats.incr("clips_encoded", env.clips.encoded)
         await env.aclose()
     return env, elapsed, connected_at_end
 
@@ -338,6 +344,8 @@ async def arun(config: SimConfig, creds: list[dict[str, str]] | None = None, on_
         creds = await credentials(config)
     creds = creds[:config.devices]
     config = config.replace(devices=len(creds))
+    if config.video_labels == "auto":  # decided once for the fleet, before it is split over workers
+        config = config.replace(video_labels="device" if len(creds) <= AUTO_DEVICE_LABELS else "pool")
     addresses = source_addresses(config)
     if config.workers > 1:
         return await _run_workers(config, creds, addresses, on_tick, stop_early)

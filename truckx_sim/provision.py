@@ -14,6 +14,7 @@ import httpx
 
 from truckx_server.models import make_imei
 
+from .clips import default_cache_dir
 from .config import SimConfig
 
 
@@ -24,7 +25,7 @@ class ProvisionError(RuntimeError):
 def cache_path(config: SimConfig) -> Path:
     if config.secrets_file:
         return Path(config.secrets_file)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "truckx-sim"
+    base = Path(config.cache_dir) if config.cache_dir else default_cache_dir()
     key = re.sub(r"[^A-Za-z0-9._-]+", "_", config.http_url.split("://", 1)[-1])
     return base / f"devices-{key}.json"
 

@@ -71,7 +71,7 @@ class Histogram:
 
 
 COUNTERS = ("connects", "disconnects", "logins", "points_generated", "points_sent", "points_acked",
-            "messages_sent", "alarms", "alarm_retries", "uploads", "upload_bytes", "upload_resumes",
+            "messages_sent", "alarms", "alarm_retries", "uploads", "upload_bytes", "upload_resumes", "clips_encoded",
             "commands", "command_results", "resets", "errors")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import Device, Env
+from tests.cli.support import Device, Env, new_imei
 
 UTC = dt.timezone.utc
 TYPES = ["CRASH", "OVERSPEED", "HARD_BRAKE"]
@@ -157,3 +157,115 @@ def test_ack_then_clear_and_status_filter(env: Env, seeded: Seeded) -> None:
     active = listed(env, s, "--status", "active")
     assert one["id"] not in active and two["id"] not in active
     assert set(active) | {one["id"], two["id"]} >= set(s.ids(lambda a: True))
+
+
+def _alarms(env: Env, dev: Device, n: int) -> list[str]:
+    now = dt.datetime.now(UTC)
+    return [env.post_alarm(dev, type="VIBRATION", ts=rfc(now - dt.timedelta(seconds=i + 1)), lat=1.0, lon=2.0)["id"]
+            for i in range(n)]
+
+
+def _statuses(env: Env, dev: Device) -> dict[str, str]:
+    return {a["id"]: a["status"] for a in env.json("alarms", "list", "--imei", dev.imei, "--all")}
+
+
+def test_ack_and_clear_several_ids(env: Env) -> None:
+    dev = env.register("bulk-ids")
+    one, two, three = _alarms(env, dev, 3)
+    acked = env.json("alarms", "ack", one, two, "--note", "seen")
+    assert sorted(a["id"] for a in acked) == sorted([one, two])
+    assert {a["status"] for a in acked} == {"acknowledged"} and {a["ack_note"] for a in acked} == {"seen"}
+    # an unknown id is reported, the others are still changed; exit 4
+    missing = str(uuid.uuid4())
+    result = env.run("alarms", "clear", one, missing, three)
+    assert result.exit_code == 4, result.output
+    assert f"clear {missing}: not found" in result.stderr and "cleared 2 of 3 alarms" in result.stderr
+    assert _statuses(env, dev) == {one: "cleared", two: "acknowledged", three: "cleared"}
+    # clearing a cleared alarm is a conflict: exit 1
+    result = env.run("alarms", "clear", one, two)
+    assert result.exit_code == 1 and "conflict" in result.stderr and _statuses(env, dev)[two] == "cleared"
+
+
+def test_ack_by_filters_asks_above_ten(env: Env) -> None:
+    dev = env.register("bulk-filters")
+    ids = _alarms(env, dev, 12)
+    result = env.run("alarms", "ack", "--imei", dev.imei, input="n\n")
+    assert result.exit_code == 1 and "Acknowledge 12 alarms?" in result.stderr and "nothing changed" in result.stderr
+    assert set(_statuses(env, dev).values()) == {"active"}
+
+    result = env.run("alarms", "ack", "--imei", dev.imei, "--since", "1h", input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "acknowledged 12 of 12 alarms" in result.stderr and all(i in result.stdout for i in ids)
+    assert set(_statuses(env, dev).values()) == {"acknowledged"}
+    # only active alarms are acknowledged by filters: nothing left
+    result = env.run("alarms", "ack", "--imei", dev.imei, "--yes")
+    assert result.exit_code == 0 and "no alarm matches" in result.stderr
+
+    cleared = env.json("alarms", "clear", "--imei", dev.imei, "--type", "vibration", "--yes")
+    assert sorted(a["id"] for a in cleared) == sorted(ids) and {a["status"] for a in cleared} == {"cleared"}
+
+
+def test_ten_or_fewer_need_no_confirmation(env: Env) -> None:
+    dev = env.register("bulk-few")
+    ids = _alarms(env, dev, 10)
+    result = env.run("alarms", "clear", "--imei", dev.imei)  # no input: a question would fail
+    assert result.exit_code == 0 and "cleared 10 of 10 alarms" in result.stderr
+    assert _statuses(env, dev) == {i: "cleared" for i in ids}
+
+
+def test_status_is_repeatable(env: Env) -> None:
+    dev = env.register("statuses")
+    a, b, c = _alarms(env, dev, 3)
+    env.ok("alarms", "ack", a)
+    env.ok("alarms", "clear", b)
+    for args in (["--status", "acknowledged", "--status", "cleared"], ["--status", "acknowledged,cleared"]):
+        got = [x["id"] for x in env.json("alarms", "list", "--imei", dev.imei, *args)]
+        assert sorted(got) == sorted([a, b]), args
+    assert [x["id"] for x in env.json("alarms", "list", "--imei", dev.imei, "--status", "active")] == [c]
+
+
+def test_ids_or_filters(env: Env) -> None:
+    result = env.run("alarms", "ack")
+    assert result.exit_code == 2 and "give the ids" in result.stderr
+    result = env.run("alarms", "clear", str(uuid.uuid4()), "--since", "1h")
+    assert result.exit_code == 2 and "not both" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["alarms", "list", "--since", "1h", "--until", "2h"],
+    ["alarms", "list", "--since", "2026-11-28T10:00:00Z", "--until", "2026-11-28T10:00:00Z"],
+    ["alarms", "ack", "--since", "10m", "--until", "3h"],
+    ["locations", "track", "{imei}", "--since", "1h", "--until", "1d"],
+])
+def test_until_before_since_is_exit_2(env: Env, seeded: Seeded, args: list[str]) -> None:
+    result = env.run(*(a.format(imei=seeded.a.imei) for a in args))
+    assert result.exit_code == 2, result.output
+    assert "--until" in result.stderr and "must be after --since" in result.stderr
+
+
+@pytest.mark.parametrize("args", [
+    ["alarms", "list", "--imei", "{seeded},{unknown}"], ["alarms", "clear", "--imei", "{unknown}", "--yes"],
+    ["locations", "latest", "--imei", "{unknown}"], ["locations", "track", "{unknown}"],
+    ["videos", "list", "{unknown}"], ["watch", "--imei", "{unknown}", "--json", "--seconds", "1"],
+    ["devices", "show", "{unknown}"],
+])
+def test_unregistered_imei_is_exit_4(env: Env, seeded: Seeded, args: list[str]) -> None:
+    unknown = new_imei()
+    result = env.run(*(a.format(seeded=seeded.a.imei, unknown=unknown) for a in args))
+    assert result.exit_code == 4, result.output
+    assert unknown in result.stderr and "not registered" in result.stderr and "(nothing)" not in result.output
+
+
+@pytest.mark.parametrize("value", ["12345", "356938035643800", "abcdefghijklmno"])
+def test_malformed_imei_is_exit_2(env: Env, value: str) -> None:
+    result = env.run("alarms", "list", "--imei", value)
+    assert result.exit_code == 2 and "IMEI" in result.stderr
+
+
+def test_unknown_output_extension_is_exit_2(env: Env, seeded: Seeded) -> None:
+    out = env.tmp / "track.kmz"
+    result = env.run("locations", "track", seeded.a.imei, "-o", str(out))
+    assert result.exit_code == 2 and ".kmz" in result.stderr and ".gpx" in result.stderr
+    assert not out.exists()
+    env.ok("locations", "track", seeded.a.imei, "-o", str(out), "--format", "gpx")  # an explicit format is fine
+    assert out.read_text().startswith("<?xml")

@@ -6,7 +6,7 @@ import json
 import stat
 import uuid
 
-from tests.cli.conftest import ADMIN_PASSWORD, Env
+from tests.cli.support import ADMIN_PASSWORD, Env
 
 
 def _no_traceback(result) -> None:  # noqa: ANN001
@@ -22,7 +22,9 @@ def test_login_saves_token_0600_whoami_logout(env: Env) -> None:
     cred = cfg / "credentials.json"
     assert stat.S_IMODE(cred.stat().st_mode) == 0o600
     saved = json.loads(cred.read_text())
-    assert saved["url"] == env.url and saved["token"] and saved["role"] == "admin"
+    assert saved["default"] == "default"
+    profile = saved["profiles"]["default"]
+    assert profile["url"] == env.url and profile["token"] and profile["role"] == "admin"
 
     me = env.json("whoami", env=plain)
     assert me["username"] == "admin" and me["role"] == "admin" and me["url"] == env.url

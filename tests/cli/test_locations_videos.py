@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.cli.conftest import Device, Env
+from tests.cli.support import Device, Env
 
 UTC = dt.timezone.utc
 GPX = "{http://www.topografix.com/GPX/1/1}"

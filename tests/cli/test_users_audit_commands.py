@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 
-from tests.cli.conftest import ADMIN_PASSWORD, Env
+from tests.cli.support import ADMIN_PASSWORD, Env
 
 PASSWORD = "operator-password-1"
 NEW_PASSWORD = "operator-password-2"

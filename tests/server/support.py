@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, AsyncIterator
+from typing import Any
 
 import httpx
 import jsonschema
-import pytest
 import tornado.httpclient
 import tornado.web
 import tornado.websocket

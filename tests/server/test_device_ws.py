@@ -10,7 +10,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 
-from tests.support import RunningServer, ServerFactory, WsClient
+from tests.support import RunningServer, ServerFactory
 
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.timezone.utc)
 

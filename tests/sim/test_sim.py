@@ -4,14 +4,20 @@ and every point the simulated devices generated is stored exactly once."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import json
+from pathlib import Path
 
+import av
 import pytest
 
 from tests.support import RunningServer, ServerFactory, new_imei, stop_server
 from truckx_sim import SimConfig, arun
+from truckx_sim.clips import ClipCache, ClipSpec
 from truckx_sim.main import main as sim_main
 from truckx_sim.stats import Histogram
+from truckx_sim.video import clip_spec
 
 
 async def register_many(server: RunningServer, n: int) -> list[dict[str, str]]:
@@ -130,27 +136,105 @@ async def test_cli_provisions_caches_and_prints_json(server: RunningServer, tmp_
     assert json.loads(secrets.read_text())["devices"] == cached
 
 
-async def test_alarms_with_videos_uploaded_and_resumed(server_factory: ServerFactory) -> None:
-    """Alarms carry their file names and are idempotent; every upload is interrupted halfway and resumed
-    (HEAD for the offset, PATCH for the rest), and the stored video is complete."""
+def probe(data: bytes) -> dict:
+    """What PyAV reads from an MP4: codec, duration, size, frame count, and the decoded frames' luma."""
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        lumas = [bytes(f.planes[0]) for f in container.decode(stream)]
+        return {"codec": stream.codec_context.name, "duration_s": float(container.duration / av.time_base),
+                "width": stream.codec_context.width, "height": stream.codec_context.height, "frames": len(lumas),
+                "lumas": lumas}
+
+
+def test_clip_is_real_h264_made_once_and_cached(tmp_path: Path) -> None:
+    spec = ClipSpec(label="IMEI 356938035643809")
+    cache = ClipCache(tmp_path / "clips")
+    clip = cache.get_now(spec)
+    assert cache.encoded == 1 and cache.path(spec).read_bytes() == clip.data
+    assert clip.sha256 == hashlib.sha256(clip.data).hexdigest()
+    assert 5_000 < clip.size < 500_000, clip.size  # tens of KB
+    info = probe(clip.data)
+    assert info["codec"] == "h264" and info["duration_s"] > 0 and abs(info["duration_s"] - spec.seconds) < 0.5
+    assert (info["width"], info["height"]) == (spec.width, spec.height)
+    assert info["frames"] == spec.fps * spec.seconds
+    assert len(set(info["lumas"])) == info["frames"]  # the pattern moves: no two frames alike
+    # the same spec again: from memory, then (another process) from disk; nothing encoded again
+    assert cache.get_now(spec) is clip
+    again = ClipCache(tmp_path / "clips")
+    assert again.get_now(spec).data == clip.data and again.encoded == 0 and again.read_from_disk == 1
+    # another label is another clip, under another key
+    other = ClipSpec(label="IMEI 490154203237518")
+    assert other.key() != spec.key() and again.get_now(other).data != clip.data
+    with pytest.raises(ValueError):
+        ClipSpec(width=100)
+
+
+async def test_clip_cache_encodes_once_for_many_concurrent_requests(tmp_path: Path) -> None:
+    cache = ClipCache(tmp_path / "clips")
+    spec = ClipSpec(label="POOL", width=320, height=180, seconds=1.0)
+    clips = await asyncio.gather(*(cache.get(spec) for _ in range(20)))
+    assert cache.encoded == 1 and len({c.sha256 for c in clips}) == 1
+
+
+async def test_alarms_with_videos_uploaded_and_resumed(server_factory: ServerFactory, tmp_path: Path) -> None:
+    """Alarms carry their file names and are idempotent; every upload is a real H.264 clip, interrupted
+    halfway and resumed (HEAD for the offset, PATCH for the rest), and the stored video is complete and
+    decodes."""
     server = await server_factory()
     creds = await register_many(server, 4)
     # ~1 alarm per device per second
     config = sim_config(server, 4, duration_s=3.0, report_interval_s=0.5, alarm_rate_per_h=3600.0,
-                        video_size=300_000, upload_interrupt_rate=1.0)
-    summary = await asyncio.wait_for(arun(config, creds), 60)
+                        video_size=300_000, upload_interrupt_rate=1.0, cache_dir=str(tmp_path))
+    summary = await asyncio.wait_for(arun(config, creds), 90)
     out = summary.to_json()
     assert out["alarms"] >= 2, out
     assert out["uploads"] == out["alarms"], out
     assert out["upload_resumes"] >= 1, out
     assert out["errors"] == 0, out["error_kinds"]
-    dev = next(d for d in summary.devices.values() if d.videos)
+    # one clip per device (a small fleet: its IMEI burned in), each made once
+    assert 1 <= out["clips_encoded"] <= 4 and len(list((tmp_path / "clips").glob("*.mp4"))) == out["clips_encoded"]
     headers = await server.admin_headers()
-    r = await server.http.get(f"/api/v1/admin/devices/{dev.imei}/videos", headers=headers)
-    assert r.status_code == 200, r.text
-    videos = {v["name"]: v for v in r.json()["items"]}
-    for name in dev.videos:
-        assert videos[name]["complete"] and videos[name]["size"] == 300_000
-    r = await server.http.get("/api/v1/admin/alarms", params={"imei": dev.imei}, headers=headers)
-    files = [f for a in r.json()["items"] for f in a["files"]]
-    assert files and all(f["arrived"] for f in files)
+    checked = 0
+    for dev in summary.devices.values():
+        if not dev.videos:
+            continue
+        expected = ClipCache(tmp_path / "clips").get_now(clip_spec(config.replace(video_labels="device"), dev.imei))
+        r = await server.http.get(f"/api/v1/admin/devices/{dev.imei}/videos", headers=headers)
+        assert r.status_code == 200, r.text
+        videos = {v["name"]: v for v in r.json()["items"]}
+        for name in dev.videos:
+            assert videos[name]["complete"] and videos[name]["size"] == expected.size
+            assert videos[name]["sha256"] == expected.sha256
+        r = await server.http.get(f"/api/v1/admin/devices/{dev.imei}/videos/{dev.videos[0]}", headers=headers)
+        assert r.status_code == 200 and r.content == expected.data
+        info = probe(r.content)
+        assert info["codec"] == "h264" and info["duration_s"] > 0
+        r = await server.http.get("/api/v1/admin/alarms", params={"imei": dev.imei}, headers=headers)
+        files = [f for a in r.json()["items"] for f in a["files"]]
+        assert files and all(f["arrived"] for f in files)
+        checked += 1
+    assert checked >= 1
+
+
+async def test_random_video_mode_still_uploads_its_size(server_factory: ServerFactory) -> None:
+    server = await server_factory()
+    creds = await register_many(server, 2)
+    config = sim_config(server, 2, duration_s=2.0, report_interval_s=0.5, alarm_rate_per_h=7200.0,
+                        video="random", video_size=100_000, upload_interrupt_rate=1.0)
+    summary = await asyncio.wait_for(arun(config, creds), 60)
+    out = summary.to_json()
+    assert out["uploads"] == out["alarms"] >= 1 and out["errors"] == 0, out
+    assert out["upload_bytes"] == 100_000 * out["uploads"] and out["clips_encoded"] == 0
+
+
+async def test_summary_goes_to_stdout(server: RunningServer, tmp_path, capsys) -> None:  # noqa: ANN001
+    secrets = tmp_path / "secrets.json"
+    pw = tmp_path / "pw"
+    pw.write_text("test-admin-password\n")
+    argv = ["--url", server.base_url, "--devices", "2", "--duration", "1", "--report-interval", "0.2",
+            "--provision", "--admin-password-file", str(pw), "--secrets-file", str(secrets), "--no-dashboard",
+            "--video", "none"]
+    assert await asyncio.to_thread(sim_main, argv) == 0
+    captured = capsys.readouterr()
+    assert "truckx-sim summary" in captured.out and "points_acked" in captured.out
+    assert "summary" not in captured.err and "truckx-sim: 2 devices against" in captured.err

@@ -20,7 +20,6 @@ the queue, when no delivery has read it meanwhile). Both are explained where the
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import uuid
 import weakref
