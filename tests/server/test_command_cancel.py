@@ -193,6 +193,9 @@ async def test_a_claim_whose_write_fails_goes_back_to_the_queue(api: RunningServ
     be cancelled, or is delivered on the next connection)."""
     dev = await api.register()
     made = await send(api, dev.imei)
+    seen: list[str] = []
+    unsubscribe = api.probe.subscribe(
+        lambda e: seen.append(e["command"]["status"]) if e.get("command", {}).get("id") == made["id"] else None)
     rows = api.probe.sql.commands
     mark_sent = rows.mark_sent
 
@@ -213,3 +216,26 @@ async def test_a_claim_whose_write_fails_goes_back_to_the_queue(api: RunningServ
     ws = await api.connect(dev)
     got = await ws.wait_for(lambda m: m["type"] == "command")
     assert got["id"] == made["id"] and await status_of(api, made["id"]) == "sent"
+    unsubscribe()
+    assert seen == ["sent", "queued", "sent"]  # the events tell the same story as the row
+
+
+async def test_sent_comes_before_the_answer_on_the_bus(api: RunningServer) -> None:
+    """The device answers the moment it gets the command: the claim was published before the write,
+    so every command's events read queued, sent, succeeded in that order."""
+    dev = await api.register()
+    ws = await api.connect(dev)
+    events: list[dict[str, Any]] = []
+    unsubscribe = api.probe.subscribe(lambda e: events.append(e["command"]) if e["type"] == "command_status" else None)
+    ids = []
+    for _ in range(10):
+        ids.append((await send(api, dev.imei))["id"])
+        frame = await ws.wait_for(lambda m: m["type"] == "command")
+        await ws.send({"type": "command_result", "id": frame["id"], "ok": True})
+    deadline = asyncio.get_running_loop().time() + 10
+    while len(events) < 30 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.02)
+    unsubscribe()
+    for command_id in ids:
+        assert [e["status"] for e in events if e["id"] == command_id] == ["queued", "sent", "succeeded"]
+        assert await status_of(api, command_id) == "succeeded"  # its last event came after its commit

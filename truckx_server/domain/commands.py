@@ -277,29 +277,36 @@ class CommandService:
                 if not await self.rows.mark_sent(cmd["id"], now):
                     settled += 1
                     continue
+                # published before the write: the device cannot answer before it, so "sent" always
+                # comes before the command's final status on the bus
+                cmd.update(status="sent", sent_at=now)
+                self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
                 try:
                     await session.send({"type": "command", "id": cmd["id"], "command": cmd["command"],
                                         "args": cmd["args"]})
                 except Exception:  # the connection went away: the command waits for the next one
-                    await self._unclaim(imei, cmd["id"], now)
+                    await self._unclaim(imei, cmd, now)
                     break
                 sent += 1
                 settled += 1
-                cmd.update(status="sent", sent_at=now)
                 if fresh is not None and cmd is not fresh and cmd["id"] == fresh["id"]:
                     fresh.update(status="sent", sent_at=now)
-                self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
             if full_read and settled == len(batch) and self._queued_marks.get(imei, 0) == marks:
                 # the whole queue went out and nothing was queued meanwhile: nothing waits for imei
                 self._maybe_queued.discard(imei)
         return sent
 
-    async def _unclaim(self, imei: str, command_id: str, claimed_at: dt.datetime) -> None:
+    async def _unclaim(self, imei: str, cmd: dict[str, Any], claimed_at: dt.datetime) -> None:
+        """The claim of ``cmd`` was not followed by a write: it waits for the device's next connection."""
         try:
-            await self.rows.unmark_sent(command_id, claimed_at)
+            back = await self.rows.unmark_sent(cmd["id"], claimed_at)
         except Exception as exc:  # it stays "sent"; nothing else can be done here
-            log.warning("could not put command %s back in the queue: %s", command_id, type(exc).__name__)
+            log.warning("could not put command %s back in the queue: %s", cmd["id"], type(exc).__name__)
+            return
         self._note_queued(imei)
+        if back:
+            cmd.update(status="queued", sent_at=None)
+            self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
 
 
 def _command_id(value: str) -> str:
