@@ -37,7 +37,7 @@ async def server_factory(tmp_path: Path, backend: "Backend") -> AsyncIterator[Se
         values: dict[str, Any] = dict(
             host="127.0.0.1", port=0, data_dir=tmp_path / "data",
             initial_admin_password=Secret(ADMIN_PASSWORD), batch_interval_ms=10,
-            login_rate_per_min=1000, store_timeout_s=5.0,
+            login_rate_per_min=1000, device_login_rate_per_min=1000, store_timeout_s=5.0,
         )
         values.update(backend_overrides(tmp_path, backend))
         values.update(overrides)

@@ -91,6 +91,19 @@ class ServerProcess:
         assert self.proc is not None
         return psutil.Process(self.proc.pid).cpu_percent(interval)
 
+    def exit_code(self, timeout: float = 30.0) -> int | None:
+        """Run until the process exits by itself (for a server that must refuse to start); None if it was
+        still running after ``timeout`` (it is then killed)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, env=self.env, preexec_fn=self.preexec)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            return None
+
     def kill(self) -> None:
         """SIGKILL: no shutdown of any kind."""
         if self.proc is not None and self.proc.poll() is None:

@@ -6,11 +6,12 @@ test API through which a test looks inside the server where the public API canno
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import random
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import httpx
 import tornado.httpclient
@@ -187,6 +188,23 @@ class Probe:
     def location_store(self) -> Any:
         return self._node.location_store
 
+    async def sqlite_pragma(self, name: str) -> dict[str, Any]:
+        """``PRAGMA <name>`` as the server's own connections see it, for each store kept in SQLite
+        (``sql``, ``locations``); empty when no store is."""
+        if not name.isidentifier():
+            raise ValueError(name)
+        out: dict[str, Any] = {}
+        if self._node.sql.dialect == "sqlite":
+            async def q(conn: Any) -> Any:
+                return (await conn.exec_driver_sql(f"PRAGMA {name}")).scalar()
+            out["sql"] = await self._node.sql.db.run(q, write=False)
+        from truckx_server.storage.locations_sqlite import SqliteLocationStore
+
+        if isinstance(self._node.location_store, SqliteLocationStore):
+            async with self._node.location_store.db.execute(f"PRAGMA {name}") as cur:
+                out["locations"] = (await cur.fetchone())[0]
+        return out
+
     # -- actions as the server takes them --------------------------------------------------------
 
     async def set_enabled(self, imei: str, enabled: bool) -> None:
@@ -203,6 +221,21 @@ class Probe:
         """A token signed with this server's secret, as its login would issue it (``version`` None: one
         issued before tokens carried a version)."""
         return self._node.tokens.issue(sub, role, version)[0]
+
+    @contextlib.contextmanager
+    def failing(self, service: str, method: str, message: str = "injected failure") -> Iterator[None]:
+        """While inside, ``node.<service>.<method>`` raises RuntimeError (an unexpected error, the kind
+        that reaches a handler's uncaught-exception path)."""
+        target = getattr(self._node, service)
+
+        def fail(*_args: Any, **_kwargs: Any) -> Any:
+            raise RuntimeError(message)
+
+        setattr(target, method, fail)
+        try:
+            yield
+        finally:
+            delattr(target, method)
 
     # -- live state of this process --------------------------------------------------------------
 
@@ -241,6 +274,11 @@ class Probe:
     def batcher(self) -> Any:
         """The location batcher (tests swap its ``store`` for one that fails or blocks)."""
         return self._node.batcher
+
+    @property
+    def login_guards(self) -> dict[str, Any]:
+        """The login limiters (``ratelimit.LoginGuard``) of admin users and of devices."""
+        return {"admin": self._node.users.login_guard, "device": self._node.devices.login_guard}
 
     def ws_message_count(self, kind: str) -> int:
         return self._node.metrics.ws_message_count(kind)

@@ -84,9 +84,18 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+#: a text cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
 def csv_cell(value: Any) -> str:
+    """A CSV cell: booleans as true/false, nested values as JSON, and text that a spreadsheet would run
+    as a formula (starting with = + - @ tab or CR, like a device named ``=HYPERLINK(...)``) with a
+    leading ``'``. Numbers stay numbers: ``-12.5`` is written as is."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
     return cell(value)
 
 
@@ -309,7 +318,9 @@ def print_list(items: Sequence[dict[str, Any]], columns: Sequence[Col], fmt: For
                 fields = [c.get for c in columns if isinstance(c.get, str)]
         else:
             fields = list(csv_fields)
-        writer = csv.writer(sys.stdout, lineterminator="\n")
+        # CRLF as RFC 4180 says: the csv module then also quotes a cell holding a lone CR (with "\n" it
+        # would not, and a reader would split the row there)
+        writer = csv.writer(sys.stdout, lineterminator="\r\n")
         writer.writerow(fields)
         for item in items:
             writer.writerow([csv_cell(item.get(f)) for f in fields])

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import re
+import os
 import signal
 import socket
 import sys
@@ -13,7 +16,7 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from . import config, logs, migrate
+from . import config, listener, logs, migrate
 from .config import Settings
 from .handlers import (alarms, audit, commands, device_socket, devices, events, locations, openapi, ops, users,
                        videos)
@@ -32,12 +35,25 @@ def routes() -> list:
     return table
 
 
+def route_names(table: list) -> dict[type, str]:
+    """Each handler class's route as a pattern (``/api/v1/admin/devices/{imei}``): the ``route`` label of
+    the request metric, a closed set, never the raw path."""
+    names: dict[type, str] = {NotFoundHandler: "unmatched"}
+    for rule in table:
+        pattern, cls = rule[0], rule[1]
+        name = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
+        names[cls] = re.sub(r"\((?!\?)[^)]*\)", "{}", name)
+    return names
+
+
 def make_app(node: Node) -> tornado.web.Application:
     s = node.settings
+    table = routes()
     return tornado.web.Application(
-        routes(),
+        table,
         node=node,
         metrics=node.metrics,
+        route_names=route_names(table),
         log_function=logs.log_function,
         default_handler_class=NotFoundHandler,
         websocket_max_message_size=s.max_ws_message_bytes,
@@ -45,6 +61,10 @@ def make_app(node: Node) -> tornado.web.Application:
         websocket_ping_timeout=s.ws_ping_interval_s,
         compress_response=False,
     )
+
+
+class ListenError(Exception):
+    """The address cannot be listened on (taken, not local, not allowed)."""
 
 
 class Server:
@@ -55,24 +75,49 @@ class Server:
         self.node = Node(settings)
         self.app = make_app(self.node)
         self.http: tornado.httpserver.HTTPServer | None = None
+        self.listener: listener.Listener | None = None
         self.port: int = settings.port
 
     async def start(self, sockets: Sequence[socket.socket] | None = None) -> None:
-        await self.node.start()
-        # The server-wide body limit must admit the largest video; each handler lowers it for itself.
-        self.http = tornado.httpserver.HTTPServer(
-            self.app, max_body_size=self.settings.max_video_bytes + 1, idle_connection_timeout=120,
-            body_timeout=300, xheaders=False)
+        s = self.settings
+        # Bind before anything starts a thread or opens a store: a taken port fails here, with nothing
+        # to undo (see main: one line, exit code 2).
         if sockets is None:
-            sockets = tornado.netutil.bind_sockets(self.settings.port, self.settings.host, backlog=4096)
-        self.http.add_sockets(sockets)
+            try:
+                sockets = tornado.netutil.bind_sockets(s.port, s.host, backlog=4096)
+            except OSError as exc:
+                raise ListenError(f"cannot listen on {s.host}:{s.port}: {(exc.strerror or str(exc)).lower()}") from exc
+        try:
+            await self.node.start()
+        except BaseException:
+            for sock in sockets:
+                sock.close()
+            with contextlib.suppress(Exception):
+                await self.node.aclose()
+            raise
+        # The server-wide body limit is the JSON one: it bounds what Tornado itself buffers for handlers
+        # that do not stream their body (the WebSocket handshakes). Streaming handlers set their own
+        # limit (videos: the largest video) once they have authenticated the request.
+        # Request bodies are not timed out on their total duration (a slow upload may take hours), but
+        # on inactivity, by the handlers (handlers/base.py: BodyWatchdog).
+        self.http = tornado.httpserver.HTTPServer(
+            self.app, max_body_size=s.max_json_body_bytes, idle_connection_timeout=s.header_timeout_s,
+            body_timeout=None, xheaders=False)
+        max_connections = s.max_connections or listener.default_max_connections()
+        if s.max_connections and s.max_connections > listener.fd_limit():
+            log.warning("--max-connections %d is above the file-descriptor limit (%d): accept() will run out "
+                        "of descriptors first", s.max_connections, listener.fd_limit())
+        self.listener = listener.Listener(self.http.handle_stream, max_connections,
+                                          max_buffer_size=self.http.max_buffer_size,
+                                          read_chunk_size=self.http.read_chunk_size)
+        self.listener.add_sockets(sockets)
         self.port = sockets[0].getsockname()[1]
 
     async def stop(self, flush_timeout_s: float = 10.0) -> None:
         """Stop accepting, flush the pending location batch (acks still reach devices), close every
         WebSocket, then close the stores."""
-        if self.http is not None:
-            self.http.stop()
+        if self.listener is not None:
+            self.listener.stop()
         await self.node.flush_locations(flush_timeout_s)
         self.node.close_connections()  # device sessions, admin event feeds, command long polls
         await asyncio.sleep(0)  # let the close frames go out
@@ -109,11 +154,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"truckx-server: {exc}", file=sys.stderr)
         return 2
+    # Everything the process creates is private (SQLite's journals and every file a library opens
+    # included); the stores also create their files 0600 and directories 0700 themselves.
+    os.umask(0o077)
     logs.setup(settings.log_level)
     if command == "migrate":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate.upgrade(settings.resolved_sql_url)
         print(f"migrated to {migrate.current(settings.resolved_sql_url)}")
         return 0
-    asyncio.run(serve(settings))
+    try:
+        asyncio.run(serve(settings))
+    except ListenError as exc:
+        print(f"truckx-server: {exc}", file=sys.stderr, flush=True)
+        return 2
     return 0

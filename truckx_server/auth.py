@@ -23,6 +23,7 @@ import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from . import privacy
 from .config import Secret
 from .errors import Unauthorized
 from .models import utcnow
@@ -125,7 +126,7 @@ def check_password(password: str, stored_hash: str | None) -> bool:
 
 def write_private(path: Path, text: str) -> None:
     """Create ``path`` with mode 0600 (never readable by others, even briefly)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    privacy.private_dir(path.parent)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         os.write(fd, text.encode())

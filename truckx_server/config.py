@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import os
 import secrets
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Secret:
@@ -39,6 +42,20 @@ class Secret:
 
 class ConfigError(ValueError):
     """A setting has a value the server cannot run with."""
+
+
+def parse_networks(raw: str | Sequence[Any]) -> tuple[Network, ...]:
+    """A comma-separated list of CIDR networks (``10.0.0.0/8, ::1``; a bare address is a /32 or /128)."""
+    items = [p.strip() for p in raw.split(",")] if isinstance(raw, str) else [str(p).strip() for p in raw]
+    out = []
+    for item in items:
+        if not item:
+            continue
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"not a CIDR network: {item!r}") from None
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +89,31 @@ class Settings:
     #: the first start's admin password; random when not given
     initial_admin_password: Secret | None = None
     login_rate_per_min: int = 10
+    #: device logins per minute per IMEI and address (see ratelimit.LoginGuard)
+    device_login_rate_per_min: int = 10
+    #: proxies whose X-Forwarded-For is believed (empty: the header is ignored)
+    trusted_proxies: tuple[Network, ...] = ()
+    #: admin event feeds one user may hold open on one process; a newer one closes the oldest (4409)
+    max_feeds_per_user: int = 8
     migrate_on_start: bool = True
+    #: open connections at most; 0: derived from the file-descriptor limit (RLIMIT_NOFILE) with headroom
+    max_connections: int = 0
+    #: a connection must send a complete request head within this long (after connecting, or after its
+    #: previous response on a kept-alive connection); covers WebSocket handshakes, which authenticate
+    header_timeout_s: float = 15.0
+    #: a request body that sends nothing for this long is cut off (an upload's part is kept for resume)
+    body_idle_timeout_s: float = 60.0
+    #: bytes a device WebSocket may have queued for writing; a device that does not read is closed (4429)
+    ws_write_buffer_bytes: int = 256 * 1024
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trusted_proxies, tuple) or not all(
+                isinstance(n, (ipaddress.IPv4Network, ipaddress.IPv6Network)) for n in self.trusted_proxies):
+            try:
+                networks = parse_networks(self.trusted_proxies)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise ConfigError(f"trusted_proxies: {exc}") from None
+            object.__setattr__(self, "trusted_proxies", networks)
 
     @property
     def resolved_sql_url(self) -> str:
@@ -91,9 +132,12 @@ class Settings:
             raise ConfigError(f"port must be 0-65535, not {self.port}")
         for name in ("batch_max_points", "batch_interval_ms", "batch_queue_points", "max_video_bytes",
                      "max_ws_message_bytes", "device_token_ttl_s", "admin_token_ttl_s", "command_ttl_s",
-                     "sql_pool_size"):
+                     "sql_pool_size", "login_rate_per_min", "device_login_rate_per_min", "max_feeds_per_user",
+                     "ws_write_buffer_bytes", "header_timeout_s", "body_idle_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.max_connections < 0:
+            raise ConfigError("max_connections must be 0 (from the file-descriptor limit) or positive")
         if self.batch_queue_points < self.batch_max_points:
             raise ConfigError("batch_queue_points must be at least batch_max_points")
         for url_name in ("sql_url", "locations_url"):
@@ -105,8 +149,8 @@ class Settings:
         return self
 
 
-# name -> (type, help). Every field is settable by flag --name-with-dashes and env TRUCKX_NAME.
-_OPTIONS: dict[str, tuple[type, str]] = {
+# name -> (type or converter, help). Every field is settable by flag --name-with-dashes and env TRUCKX_NAME.
+_OPTIONS: dict[str, tuple[type | Callable[[str], Any], str]] = {
     "host": (str, "address to listen on"),
     "port": (int, "port to listen on"),
     "data_dir": (Path, "data directory (SQLite files, videos, generated secrets)"),
@@ -127,11 +171,22 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "store_timeout_s": (float, "timeout of one store call in seconds"),
     "log_level": (str, "debug, info, warning or error"),
     "initial_admin_password": (Secret, "password of the first admin user (default: random, printed once)"),
-    "login_rate_per_min": (int, "admin login attempts per minute per username and per address"),
+    "login_rate_per_min": (int, "admin login attempts per minute per username and address (failures per "
+                                "address: 5x; a slower per-username brake)"),
+    "device_login_rate_per_min": (int, "device login attempts per minute per IMEI and address (failures per "
+                                       "address: 5x; a slower per-IMEI brake)"),
+    "trusted_proxies": (parse_networks, "comma-separated CIDR networks of reverse proxies whose "
+                                        "X-Forwarded-For is believed (default: none, the header is ignored)"),
+    "max_feeds_per_user": (int, "admin event feeds one user may hold open per process (a newer one "
+                                "closes the oldest with 4409)"),
+    "max_connections": (int, "open connections at most (0: from the file-descriptor limit, with headroom)"),
+    "header_timeout_s": (float, "seconds a connection has to send a request head (also the keep-alive idle time)"),
+    "body_idle_timeout_s": (float, "seconds a request body may send nothing before it is cut off"),
+    "ws_write_buffer_bytes": (int, "bytes a device WebSocket may have queued for writing (more closes it, 4429)"),
 }
 
 
-def _convert(kind: type, raw: str, name: str) -> Any:
+def _convert(kind: type | Callable[[str], Any], raw: str, name: str) -> Any:
     try:
         if kind is Secret:
             return Secret(raw)
@@ -139,7 +194,9 @@ def _convert(kind: type, raw: str, name: str) -> Any:
             return Path(raw)
         return kind(raw)
     except ValueError as exc:
-        raise ConfigError(f"{name}: cannot read {raw!r} as {kind.__name__}") from exc
+        if kind is parse_networks:
+            raise ConfigError(f"{name}: {exc}") from exc
+        raise ConfigError(f"{name}: cannot read {raw!r} as {getattr(kind, '__name__', 'a value')}") from exc
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

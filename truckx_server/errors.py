@@ -55,6 +55,11 @@ class PayloadTooLarge(TruckxError):
 class RateLimited(TruckxError):
     status, code = 429, "rate_limited"
 
+    def __init__(self, message: str = "", retry_after: int | None = None, **extra: Any) -> None:
+        super().__init__(message, **extra)
+        #: seconds, sent as the ``Retry-After`` header
+        self.retry_after = retry_after
+
 
 class Unavailable(TruckxError):
     status, code = 503, "unavailable"

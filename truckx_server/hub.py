@@ -31,9 +31,6 @@ class Session(Protocol):
 class Feed(Protocol):
     """An admin's live event connection (``handlers.events.EventsSocket``)."""
 
-    #: the admin-plane user whose token opened it
-    username: str
-
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...
 
 
@@ -95,14 +92,6 @@ class Hub:
 
     def remove_feed(self, feed: Feed) -> None:
         self.feeds.discard(feed)
-
-    def close_feeds_of(self, username: str, code: int, reason: str) -> int:
-        """Close every feed of ``username`` held here (its tokens were revoked); returns how many."""
-        mine = [feed for feed in self.feeds if feed.username == username]
-        for feed in mine:
-            self.feeds.discard(feed)
-            feed.close(code, reason)
-        return len(mine)
 
     # -- shutdown --------------------------------------------------------------------------------
 

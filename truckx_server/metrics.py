@@ -28,7 +28,9 @@ class Metrics:
         self.uploads = Counter("truckx_uploads", "Video uploads finished", ["result"], registry=r)
         self.upload_bytes = Counter("truckx_upload_bytes", "Video bytes received", registry=r)
         self.errors = Counter("truckx_errors", "Error responses and frames sent", ["code"], registry=r)
-        self.http_requests = Counter("truckx_http_requests", "HTTP requests served", ["method", "status"], registry=r)
+        # labels from closed sets only (logs.log_function): method or "other", route pattern, HTTP status
+        self.http_requests = Counter("truckx_http_requests", "HTTP requests served", ["method", "route", "status"],
+                                     registry=r)
         self.alarms = Counter("truckx_alarms", "Alarms stored", ["type"], registry=r)
         self.commands = Counter("truckx_commands", "Command status changes", ["status"], registry=r)
         self.queue_points = Gauge("truckx_location_queue_points", "Location points waiting to be written", registry=r)

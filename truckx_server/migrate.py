@@ -7,6 +7,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from . import privacy
 from .storage.sql import sync_url
 
 
@@ -27,8 +28,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "head") -> None:
     """Blocking; run it in a thread from async code."""
-    if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    path = privacy.sqlite_path(url)
+    if path is not None:
+        privacy.private_file(path)  # before SQLite creates it (its journals take the file's mode)
     command.upgrade(alembic_config(url), revision)
 
 

@@ -51,6 +51,10 @@ AUDIT_ACTIONS = (
 #: events on the admin feed (and the bus)
 EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video")
 
+#: invalidation kinds on the bus about devices (``bus.Bus.invalidate``): published by domain/devices.py,
+#: heard by every service that holds something of a device (its credentials, its socket, its uploads)
+DEVICE_DISABLED, DEVICE_ROTATED, DEVICE_CHANGED = "device.disabled", "device.rotated", "device.changed"
+
 # WebSocket close codes
 CLOSE_GOING_AWAY = 1001
 CLOSE_CREDENTIALS_CHANGED = 4401

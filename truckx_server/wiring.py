@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 
-from . import auth, migrate
+from . import auth, migrate, privacy
 from .bus import Bus, LocalBus
 from .config import Settings
 from .domain.alarms import AlarmService
@@ -40,7 +40,7 @@ class Node:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        privacy.private_dir(settings.data_dir)
         jwt_secret = settings.jwt_secret or auth.load_or_create_secret(settings.data_dir / "jwt-secret")
         device_key = settings.device_hash_key or auth.load_or_create_secret(settings.data_dir / "device-hash-key")
         self.tokens = auth.TokenService(jwt_secret, settings.device_token_ttl_s, settings.admin_token_ttl_s)
@@ -57,12 +57,12 @@ class Node:
 
         # domain services
         self.devices = DeviceService(self.sql.devices, self.location_store, self.hub, self.bus, self.tokens,
-                                     device_key)
+                                     device_key, settings.device_login_rate_per_min)
         self.users = UserService(self.sql.users, self.bus, self.tokens, settings.login_rate_per_min)
         self.alarms = AlarmService(self.sql.alarms, self.bus, metrics)
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
-        self.events = EventService(self.hub, self.bus)
+        self.events = EventService(self.hub, self.bus, settings.max_feeds_per_user)
         self.audit = AuditService(self.sql.audit)
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes)
@@ -81,6 +81,7 @@ class Node:
     # -- life cycle ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await asyncio.to_thread(self._tighten_permissions)
         if self.settings.migrate_on_start:
             await asyncio.to_thread(migrate.upgrade, self.settings.resolved_sql_url)
         await self.location_store.open()
@@ -91,6 +92,13 @@ class Node:
         await self.bus.start()
         self.batcher.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+
+    def _tighten_permissions(self) -> None:
+        """An older version left the data readable by others: make it private (logged once)."""
+        s = self.settings
+        secrets = [s.data_dir / name for name in ("jwt-secret", "device-hash-key", "admin-password")]
+        databases = privacy.sqlite_files(s.resolved_sql_url) + privacy.sqlite_files(s.resolved_locations_url)
+        privacy.tighten(s.data_dir, trees=[s.resolved_video_dir], files=secrets + databases)
 
     async def flush_locations(self, timeout_s: float = 10.0) -> bool:
         return await self.batcher.flush(timeout_s)

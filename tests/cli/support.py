@@ -42,7 +42,7 @@ def server_settings(data_dir: Path, port: int = 0, admin_password: str = ADMIN_P
     """Settings of a CLI test's server (embedded default in ``data_dir``)."""
     return config.load(environ={}, host="127.0.0.1", port=port, data_dir=data_dir,
                        initial_admin_password=Secret(admin_password), batch_interval_ms=10,
-                       login_rate_per_min=1000, store_timeout_s=5.0)
+                       login_rate_per_min=1000, device_login_rate_per_min=1000, store_timeout_s=5.0)
 
 
 def new_imei() -> str:

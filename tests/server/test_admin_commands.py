@@ -23,7 +23,11 @@ async def test_queued_then_sent_then_succeeded_with_wait(api: RunningServer) -> 
     ws = await api.connect(dev)  # delivered on connect
     frame = await ws.wait_for(lambda m: m["type"] == "command")
     assert frame == {"type": "command", "id": cmd["id"], "command": "set_report_interval", "args": {"seconds": 15}}
-    r = await api.http.get(f"/api/v1/admin/commands/{cmd['id']}", headers=admin)
+    # the server marks it sent once the frame is written: the device may see the frame a moment before
+    deadline = time.monotonic() + 10
+    while (r := await api.http.get(f"/api/v1/admin/commands/{cmd['id']}", headers=admin)).json()["status"] == "queued":
+        assert time.monotonic() < deadline, "the delivered command was not marked sent"
+        await asyncio.sleep(0.02)
     assert r.json()["status"] == "sent" and r.json()["sent_at"]
 
     async def answer_later() -> None:

@@ -14,7 +14,7 @@ PACKAGE = "truckx_server"
 
 #: layers, lowest first; a module may import from its own layer or a lower one
 LAYERS = [
-    ("errors", "vocab", "config", "models", "paging", "logs", "metrics", "auth", "ratelimit"),
+    ("errors", "vocab", "config", "models", "paging", "logs", "metrics", "auth", "ratelimit", "listener", "privacy"),
     ("storage", "migrate"),
     ("hub", "bus", "ingest"),
     ("domain",),

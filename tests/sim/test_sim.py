@@ -4,6 +4,7 @@ and every point the simulated devices generated is stored exactly once."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
@@ -82,47 +83,53 @@ class Ticks:
 async def test_fleet_survives_restart_and_reset(server_factory: ServerFactory) -> None:
     server = await server_factory()
     creds = await register_many(server, 30)
-    # the fleet drives until the test has seen what it waits for (60 s at most), not for a fixed time:
-    # how long a restart takes depends on the machine's load
-    ticks, finished = Ticks(), asyncio.Event()
+    # The fleet drives until everything below has happened (at most 60 s), not for a fixed time: on a
+    # loaded machine a restart over MariaDB + MongoDB can take longer than a fixed window allows.
+    latest: dict[str, object] = {}
+    done = asyncio.Event()
     config = sim_config(server, 30, duration_s=60.0)
-    run = asyncio.create_task(arun(config, creds, on_tick=ticks, stop_early=finished.is_set))
+    run = asyncio.create_task(arun(config, creds, on_tick=lambda stats, _gauges: latest.update(stats=stats),
+                                   stop_early=done.is_set))
 
-    await wait_until(lambda: ticks["points_acked"] >= 30 * 5, what="every device streaming")
+    await asyncio.sleep(2.0)
     # forced restart over the same stores and port
     data_dir, port = server.settings.data_dir, server.port
     await stop_server(server)
     await asyncio.sleep(0.5)
     server = await server_factory(data_dir=data_dir, port=port)
     # wait for the fleet to come back, then reset one device and change another's interval
-    await wait_until(lambda: server.probe.session_count == 30, what="the fleet back after the restart")
+    for _ in range(100):
+        if server.probe.session_count == 30:
+            break
+        await asyncio.sleep(0.05)
     reset_cmd = await server.probe.send_command(creds[0]["imei"], {"command": "reset"}, "test")
     interval_cmd = await server.probe.send_command(
         creds[1]["imei"], {"command": "set_report_interval", "args": {"seconds": 1}}, "test")
-    done: dict[str, str] = {}
 
-    async def both_succeeded() -> bool:
-        for cmd in (reset_cmd, interval_cmd):
-            done[cmd["id"]] = (await server.probe.sql.commands.get(cmd["id"]))["status"]
-        return set(done.values()) == {"succeeded"}
+    async def until_done() -> None:
+        """Both commands answered, and all 30 devices connected again (the reset one once more)."""
+        while not run.done():
+            stats = latest.get("stats")
+            statuses = [(await server.probe.sql.commands.get(c["id"]))["status"] for c in (reset_cmd, interval_cmd)]
+            if (stats is not None and statuses == ["succeeded", "succeeded"] and stats.connected == 30
+                    and stats.counters["connects"] >= 30 * 2 + 1):
+                done.set()
+                return
+            await asyncio.sleep(0.1)
 
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 30
-    while not await both_succeeded() and loop.time() < deadline:
-        await asyncio.sleep(0.05)
-    assert set(done.values()) == {"succeeded"}, done
-    # the reset device is back, and every device has streamed a while since the restart
-    acked = ticks["points_acked"]
-    await wait_until(lambda: ticks.connected == 30 and ticks["points_acked"] >= acked + 30 * 3,
-                     what="every device connected and streaming after the reset")
-    finished.set()
-
-    summary = await asyncio.wait_for(run, 60)
+    watcher = asyncio.create_task(until_done())
+    summary = await asyncio.wait_for(run, 120)
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher
     out = summary.to_json()
     assert out["devices"] == 30 and out["connected"] == 30
     assert out["points_acked"] >= out["points_generated"] > 30 * 10
     assert out["resets"] == 1 and out["commands"] >= 2
     assert out["ack_latency_ms"]["p50"] is not None
+    for cmd in (reset_cmd, interval_cmd):
+        stored = await server.probe.sql.commands.get(cmd["id"])
+        assert stored["status"] == "succeeded", stored
     assert await assert_stored_exactly_once(server, summary) == out["points_generated"]
     # every device reconnected after the restart; the reset one once more
     assert out["connects"] >= 30 * 2 + 1

@@ -14,9 +14,11 @@ from ..config import Secret
 from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..hub import Hub, Session
 from ..models import AuditEntry, LocationPoint, format_time, utcnow, validate_imei
+from ..ratelimit import LoginGuard, address_key
 from ..storage.base import LocationStore
 from ..storage.sql.devices import DeviceRows
-from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_DISABLED, ROLE_DEVICE
+from ..vocab import (CLOSE_CREDENTIALS_CHANGED, CLOSE_DISABLED, DEVICE_CHANGED, DEVICE_DISABLED, DEVICE_ROTATED,
+                     ROLE_DEVICE)
 
 log = logging.getLogger("truckx.devices")
 
@@ -26,8 +28,12 @@ AUTH_TTL_S = 30.0
 AUTH_CACHE_MAX = 200_000
 MAX_REGISTER = 10_000
 NAME_MAX = 128
-#: invalidation kinds on the bus
-DISABLED, ROTATED, CHANGED = "device.disabled", "device.rotated", "device.changed"
+#: device secrets are 43 characters (32 random bytes, base64url); anything far longer is refused unread
+SECRET_MAX = 256
+#: compared against when the IMEI is not registered, so both paths do the same work
+_NO_DEVICE_HASH = "0" * 64
+#: invalidation kinds on the bus (vocab.py: other services hear them too)
+DISABLED, ROTATED, CHANGED = DEVICE_DISABLED, DEVICE_ROTATED, DEVICE_CHANGED
 
 
 def device_json(row: dict[str, Any], online: bool, last_seen: dt.datetime | None,
@@ -74,7 +80,7 @@ class AuthCache:
 
 class DeviceService:
     def __init__(self, rows: DeviceRows, locations: LocationStore, hub: Hub, bus: Bus,
-                 tokens: auth.TokenService, device_key: Secret) -> None:
+                 tokens: auth.TokenService, device_key: Secret, login_rate_per_min: int = 10) -> None:
         self.rows = rows
         self.locations = locations
         self.hub = hub
@@ -82,6 +88,7 @@ class DeviceService:
         self.tokens = tokens
         self.device_key = device_key
         self.auth_cache = AuthCache()
+        self.login_guard = LoginGuard(login_rate_per_min)
         bus.on_invalidate(self._invalidated)
 
     async def warm(self) -> int:
@@ -102,15 +109,27 @@ class DeviceService:
         self.auth_cache.put(imei, row)
         return row
 
-    async def login(self, imei: Any, secret: Any) -> tuple[str, dt.datetime]:
+    async def login(self, imei: Any, secret: Any, address: str = "") -> tuple[str, dt.datetime]:
+        """A device token for the IMEI's secret, rate-limited per IMEI and address (``LoginGuard``).
+
+        Registered or not, an IMEI costs the same: the guard keys on any valid IMEI alike, then one
+        query and one HMAC, whatever the answer. The credential cache is not read here, because whether
+        an IMEI is cached depends on whether it is registered (the cache is warmed with every device at
+        start), and a hit answers faster than a query; nor is a "not registered" answer cached."""
         imei = validate_imei(imei)
         if not isinstance(secret, str) or not secret:
             raise InvalidArgument("secret is required")
-        device = await self._auth(imei)
-        # same work whether or not the device exists
-        stored = device["secret_hash"] if device else "0" * 64
+        if len(secret) > SECRET_MAX:
+            raise InvalidArgument(f"secret must be at most {SECRET_MAX} characters")
+        where = address_key(address)
+        self.login_guard.begin(imei, where)
+        device = await self.rows.auth(imei)
+        stored = device["secret_hash"] if device else _NO_DEVICE_HASH
         if not auth.check_device_secret(self.device_key, secret, stored) or device is None:
+            self.login_guard.failed(imei, where)
             raise Unauthorized("unknown IMEI or wrong secret")
+        self.login_guard.succeeded(imei, where)
+        self.auth_cache.put(imei, device)  # fresh credentials for the WebSocket handshake that follows
         if not device["enabled"]:
             raise Forbidden("this device is disabled")
         return self.tokens.issue(imei, ROLE_DEVICE, device["secret_version"])

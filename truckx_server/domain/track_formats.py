@@ -11,6 +11,18 @@ from ..models import LocationPoint, format_time, utcnow
 
 FORMATS = ("json", "geojson", "gpx", "csv")
 CSV_FIELDS = ("imei", "ts", "lat", "lon", "speed_kmh", "heading", "alt_m", "accuracy_m")
+#: a text cell starting with one of these is a formula to a spreadsheet (OWASP, CSV injection)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet will not run: text starting like a formula gets a leading ``'`` (OWASP);
+    numbers stay numbers (``-12.5`` is a number, not a formula), None is empty."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def track_geojson(imei: str, points: Sequence[LocationPoint], next_cursor: str | None) -> dict[str, Any]:
@@ -51,10 +63,12 @@ def track_gpx(imei: str, points: Sequence[LocationPoint]) -> str:
 
 
 def track_csv(points: Sequence[LocationPoint]) -> str:
+    """RFC 4180 CSV; every text cell is neutralised against formula injection (today's columns are
+    numbers, a validated IMEI and a time, so this guards the columns to come)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\r\n")
     writer.writerow(CSV_FIELDS)
     for p in points:
         row = p.to_json()
-        writer.writerow(["" if row.get(k) is None else row[k] for k in CSV_FIELDS])
+        writer.writerow([csv_cell(row.get(k)) for k in CSV_FIELDS])
     return buf.getvalue()

@@ -20,16 +20,19 @@ from typing import Any, Awaitable, Callable, TypeVar
 from .. import auth
 from ..bus import Bus
 from ..config import Secret
-from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, RateLimited, Unauthorized
+from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..models import AuditEntry, format_time, utcnow
-from ..ratelimit import RateLimiter
+from ..ratelimit import MAX_SUBJECT_CHARS, LoginGuard, address_key, login_key
 from ..storage.sql.users import UserRows
 from ..vocab import ROLE_ADMIN, ROLES, USER_REVOKED
 
 T = TypeVar("T")
 
 USERNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+USERNAME_MAX = MAX_SUBJECT_CHARS
 PASSWORD_MIN, PASSWORD_MAX = 12, 1024
+#: password hashes (argon2id, 64 MiB each) computed at once; the others wait their turn
+HASHING_CONCURRENCY = 2
 #: how long a user check (the user exists with the token's role and version) is reused. A change
 #: through the bus takes effect at once on every process; without one, within this bound.
 CHECK_TTL_S = 3.0
@@ -85,7 +88,8 @@ class UserService:
         self.rows = rows
         self.bus = bus
         self.tokens = tokens
-        self.login_limiter = RateLimiter(login_rate_per_min, 60.0)
+        self.login_guard = LoginGuard(login_rate_per_min)
+        self._hashing = asyncio.Semaphore(HASHING_CONCURRENCY)
         self.checks = UserChecks()
         bus.on_invalidate(self._invalidated)
 
@@ -105,16 +109,30 @@ class UserService:
 
     # -- login and token checks ------------------------------------------------------------------
 
+    async def _hash_call(self, fn: Any, *args: Any) -> Any:
+        """Run an argon2 call on a worker thread, at most HASHING_CONCURRENCY at once (each takes 64 MiB
+        and a core for tens of milliseconds: unbounded, a burst of logins is a memory and CPU attack)."""
+        async with self._hashing:
+            return await asyncio.to_thread(fn, *args)
+
     async def login(self, username: Any, password: Any, address: str) -> tuple[str, dt.datetime, str]:
+        """A token for a user's password. Sizes are checked first (no username or password longer than
+        one may be gets to the limiter, the database or argon2); then ``login_guard`` (per username and
+        address, per address, a per-username brake; see ``ratelimit.LoginGuard``)."""
         if not isinstance(username, str) or not isinstance(password, str) or not username or not password:
             raise InvalidArgument("username and password are required")
-        for key in ("user:" + username.lower(), "addr:" + address):
-            if not self.login_limiter.allow(key):
-                raise RateLimited("too many login attempts; wait a minute")
+        if len(username) > USERNAME_MAX:
+            raise InvalidArgument(f"username must be at most {USERNAME_MAX} characters")
+        if len(password) > PASSWORD_MAX:
+            raise InvalidArgument(f"password must be at most {PASSWORD_MAX} characters")
+        subject, where = login_key(username), address_key(address)
+        self.login_guard.begin(subject, where)
         user = await self.rows.get(username)
-        ok = await asyncio.to_thread(auth.check_password, password, user["password_hash"] if user else None)
+        ok = await self._hash_call(auth.check_password, password, user["password_hash"] if user else None)
         if not ok or user is None:
+            self.login_guard.failed(subject, where)
             raise Unauthorized("wrong username or password")
+        self.login_guard.succeeded(subject, where)
         token, expires = self.tokens.issue(user["username"], user["role"], int(user["token_version"]))
         return token, expires, user["role"]
 
@@ -178,7 +196,7 @@ class UserService:
         role = _role(role)
         if await self.rows.get(username) is not None:
             raise Conflict(f"user {username!r} exists already")
-        hashed = await asyncio.to_thread(auth.hash_password, password)
+        hashed = await self._hash_call(auth.hash_password, password)
         now = utcnow()
         self.bus.invalidate(CHANGED, username)
         await self.rows.create(username, hashed, role, now, auth.new_token_version(),
@@ -196,9 +214,11 @@ class UserService:
         if outcome == "last_admin":
             raise Conflict("cannot delete the last admin")
 
-    async def change_password(self, principal: auth.Principal, username: str, body: dict[str, Any]) -> None:
-        """A user changes its own password (``current_password`` required), an admin anyone's. Every
-        token of that user issued before, the caller's own included, stops working."""
+    async def change_password(self, principal: auth.Principal, username: str, body: dict[str, Any],
+                              address: str) -> None:
+        """A user changes its own password (``current_password`` required, checked like a login: the same
+        guard against guessing), an admin anyone's. Every token of that user issued before, the caller's
+        own included, stops working."""
         own = principal.sub == username
         if not own and principal.role != ROLE_ADMIN:
             raise Forbidden(f"only an admin may change another user's password; your token has role "
@@ -208,15 +228,17 @@ class UserService:
             current = body.get("current_password")
             if not isinstance(current, str) or not current or len(current) > PASSWORD_MAX:
                 raise InvalidArgument("current_password is required to change your own password")
-            if not self.login_limiter.allow("passwd:" + username.lower()):
-                raise RateLimited("too many attempts; wait a minute")
+            subject, where = login_key(username), address_key(address)
+            self.login_guard.begin(subject, where)
             user = await self.rows.get(username)
-            ok = await asyncio.to_thread(auth.check_password, current, user["password_hash"] if user else None)
+            ok = await self._hash_call(auth.check_password, current, user["password_hash"] if user else None)
             if user is None:
                 raise Unauthorized("this user no longer exists; log in again")
             if not ok:
+                self.login_guard.failed(subject, where)
                 raise Forbidden("current_password is wrong")
-        hashed = await asyncio.to_thread(auth.hash_password, password)
+            self.login_guard.succeeded(subject, where)
+        hashed = await self._hash_call(auth.hash_password, password)
         found = await self._revoking(username, self.rows.set_password(
             username, hashed, auth.new_token_version(), AuditEntry(principal.sub, "user.password", username)), bool)
         if not found:

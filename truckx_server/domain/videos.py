@@ -5,22 +5,29 @@ The video store decides what is complete (an object under ``<imei>/<name>``); th
 for listings and for the alarms' per-file ``arrived``, and is repaired from the store when a crash left
 it behind. One upload of a file runs at a time: its claim (``storage.base.UploadClaim``) is taken in
 :meth:`VideoService.begin` and released when the upload ends, by finishing, pausing or abandoning it.
+
+Disabling a device or rotating its secret (heard on the bus) cuts its uploads in progress on this
+process off at their durable offset: the request's connection is dropped, the part is kept for a resume
+once the device may upload again, and an upload whose last bytes had already arrived is refused
+(403/401) instead of being made visible.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from .. import paging
 from ..bus import Bus
-from ..errors import Conflict, InvalidArgument, NotFound, PayloadTooLarge
+from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooLarge, TruckxError, Unauthorized
 from ..metrics import Metrics
 from ..models import format_time, utcnow, validate_file_name, validate_imei
 from ..storage.base import PartWriter, VideoStore
 from ..storage.sql.devices import DeviceRows
 from ..storage.sql.videos import VideoRows
+from ..vocab import DEVICE_DISABLED, DEVICE_ROTATED
 
 log = logging.getLogger("truckx.videos")
 
@@ -41,6 +48,10 @@ class VideoService:
         self.max_bytes = max_bytes
         #: uploads being put away after their connection dropped
         self._tasks: set[asyncio.Task[Any]] = set()
+        #: this process's uploads in progress by IMEI, and why one was cut off (device disabled, rotated)
+        self._uploads: dict[str, set[PartWriter]] = {}
+        self._cut: dict[PartWriter, TruckxError] = {}
+        bus.on_invalidate(self._invalidated)
 
     async def aclose(self) -> None:
         """Shutdown: finish putting away interrupted uploads, then close the store."""
@@ -49,6 +60,39 @@ class VideoService:
         await self.store.aclose()
 
     # -- uploads ---------------------------------------------------------------------------------
+
+    def _invalidated(self, kind: str, imei: str) -> None:
+        """The device was disabled or its secret rotated (on any process): cut its uploads off here."""
+        if kind == DEVICE_DISABLED:
+            reason: TruckxError = Forbidden("the device was disabled during the upload; what arrived is kept "
+                                            "for a resume")
+        elif kind == DEVICE_ROTATED:
+            reason = Unauthorized("the device secret was rotated during the upload; log in again and resume")
+        else:
+            return
+        for writer in list(self._uploads.get(imei, ())):
+            self._cut[writer] = reason
+            if writer.on_preempt is not None:
+                writer.on_preempt()  # drops the request's connection; the part is put away
+
+    @contextlib.contextmanager
+    def _ending(self, writer: PartWriter) -> Iterator[None]:
+        """Hold ``writer``'s claim for the block; afterwards the upload is over on this process."""
+        try:
+            with writer.claim:
+                yield
+        finally:
+            mine = self._uploads.get(writer.imei)
+            if mine is not None:
+                mine.discard(writer)
+                if not mine:
+                    del self._uploads[writer.imei]
+            self._cut.pop(writer, None)
+
+    def _check_not_cut(self, writer: PartWriter) -> None:
+        reason = self._cut.get(writer)
+        if reason is not None:
+            raise reason
 
     async def upload_state(self, imei: str, name: str) -> tuple[int, bool]:
         """``(offset, complete)`` for HEAD: the complete object's size, or the durable size of a part."""
@@ -59,10 +103,12 @@ class VideoService:
             return size, True
         return await self.store.part_size(imei, name), False
 
-    async def begin(self, imei: str, name: str, offset: int | None, content_length: int | None) -> PartWriter:
+    async def begin(self, imei: str, name: str, offset: int | None, content_length: int | None,
+                    on_preempt: Callable[[], None] | None = None) -> PartWriter:
         """Start a PUT (``offset`` None: a new part, replacing any pending one) or a PATCH appending at
         ``offset``. Refuses a body that cannot fit (413) before any byte is read, a second concurrent
-        upload of the same file (409) and a PATCH at the wrong offset (409, with the right one)."""
+        upload of the same file (409) and a PATCH at the wrong offset (409, with the right one).
+        ``on_preempt`` cuts the request off (a newer request for the file, the device disabled)."""
         name = validate_file_name(name)
         if content_length is not None and (offset or 0) + content_length > self.max_bytes:
             self.metrics.uploads.labels("too_large").inc()
@@ -77,6 +123,8 @@ class VideoService:
                 if offset != current:
                     raise Conflict(f"Upload-Offset is {offset}, but {current} bytes are stored", offset=current)
             writer = await self.store.open_part(claim, resume=offset is not None)
+            writer.on_preempt = on_preempt
+            self._uploads.setdefault(imei, set()).add(writer)
             claim.hand_over()
             return writer
 
@@ -85,8 +133,11 @@ class VideoService:
         201 created, 200 the same content was there already; 409 a different content is there, 400 the
         checksum does not match (in both cases nothing of this upload is kept)."""
         imei, name = writer.imei, writer.name
-        with writer.claim:
+        with self._ending(writer):
             size = await writer.close()
+            if writer in self._cut:  # all its bytes had arrived, but the device may no longer upload
+                await self._keep(imei, name, size)
+                self._check_not_cut(writer)
             digest = writer.hexdigest()
             body = {"name": name, "size": size, "sha256": digest}
             if expected_sha256 is not None and digest != expected_sha256:
@@ -102,6 +153,9 @@ class VideoService:
                     return body, 200
                 self.metrics.uploads.labels("conflict").inc()
                 raise Conflict("a different video with this name exists already")
+            if writer in self._cut:
+                await self._keep(imei, name, size)
+                self._check_not_cut(writer)
             await self.store.commit(imei, name)
             now = utcnow()
             await self.rows.upsert(imei, name, size, digest, True, now)
@@ -110,18 +164,24 @@ class VideoService:
                                                              "uploaded_at": format_time(now)}})
             return body, 201
 
-    async def pause(self, writer: PartWriter) -> int:
+    async def pause(self, writer: PartWriter, refuse_if_cut: bool = True) -> int:
         """Keep the part (a PATCH without ``Upload-Complete: ?1``, or a dropped connection): make it
-        durable, index it as incomplete and return the offset to continue from."""
-        imei, name = writer.imei, writer.name
-        with writer.claim:
+        durable, index it as incomplete and return the offset to continue from. When the device was
+        disabled or rotated meanwhile, the part is kept all the same, and (``refuse_if_cut``) the reason
+        is raised."""
+        with self._ending(writer):
             size = await writer.close()
-            if await self.store.object_size(imei, name) is not None:
-                # a re-upload of a complete video: nothing to resume, the next PUT compares again
-                await self.store.discard_part(imei, name)
-                return size
-            await self.rows.upsert(imei, name, size, None, False, None)
+            await self._keep(writer.imei, writer.name, size)
+            if refuse_if_cut:
+                self._check_not_cut(writer)
             return size
+
+    async def _keep(self, imei: str, name: str, size: int) -> None:
+        if await self.store.object_size(imei, name) is not None:
+            # a re-upload of a complete video: nothing to resume, the next PUT compares again
+            await self.store.discard_part(imei, name)
+            return
+        await self.rows.upsert(imei, name, size, None, False, None)
 
     def put_away(self, writer: PartWriter) -> None:
         """The request ended without finishing its upload (connection dropped): keep the part, durably,
@@ -132,14 +192,14 @@ class VideoService:
 
     async def _put_away(self, writer: PartWriter) -> None:
         try:
-            await self.pause(writer)
+            await self.pause(writer, refuse_if_cut=False)
         except Exception as exc:
             log.warning("could not put away the upload of %s/%s: %s", writer.imei, writer.name, type(exc).__name__)
 
     async def abandon(self, writer: PartWriter) -> None:
         """The body went past the size limit while streaming: keep nothing of it."""
         self.metrics.uploads.labels("too_large").inc()
-        with writer.claim:
+        with self._ending(writer):
             await writer.close(durable=False)
             await self._drop_part(writer.imei, writer.name)
 

@@ -2,22 +2,33 @@
 
 Every JSON handler streams its request body (``stream_request_body``) so that the size limit is applied
 while reading, with a ``413 payload_too_large`` error body, instead of Tornado buffering any body up to
-the server-wide limit (which is as large as the largest video).
+the server-wide limit.
+
+A request refused before its body was read (``401``/``403``/``404``/``413`` from ``prepare``) is answered
+once its body, up to :attr:`BaseHandler.drain_body_bytes`, has been read and dropped, so that the
+connection stays usable for a pooled client's next request; a larger body is not read: the answer goes
+out at once with ``Connection: close``. A body that stops arriving is cut off after
+``body_idle_timeout_s`` of inactivity (:class:`BodyWatchdog`), however long it has been flowing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import tornado.web
 from tornado import httputil
+from tornado.iostream import IOStream
 
-from .. import paging
+from .. import logs, paging
 from ..auth import Principal
+from ..config import Network
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
-                      TruckxError, Unauthorized)
+                      RateLimited, TruckxError, Unauthorized)
 from ..models import require_object
 from ..vocab import ROLE_CAN
 
@@ -36,6 +47,47 @@ log = logging.getLogger("truckx.handlers")
 
 #: a path parameter in a route: anything up to the next slash; the domain validates it (400, not 404)
 P = "[^/]+"
+#: the connection-level body limit while a handler counts the bytes itself (Tornado would answer a bare
+#: 400 past its own limit, comparing declared chunk sizes before handing a byte over)
+UNLIMITED_BODY = 2**62
+
+
+class BodyWatchdog:
+    """Cuts a request whose body stops arriving: no byte for ``timeout`` seconds while the server waits
+    for one. Time the server spends on what arrived (an upload's disk writes holding back the reads, the
+    handler running once the body is complete) is not the client's and does not count. A limit on the
+    total duration (Tornado's ``body_timeout``) would cut a slow but steady upload; this does not."""
+
+    def __init__(self, stream: IOStream, timeout: float) -> None:
+        self._stream = stream
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self.last = self._loop.time()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(timeout, self._check)
+
+    def touch(self) -> None:
+        """Bytes arrived."""
+        self.last = self._loop.time()
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if self._stream.closed():
+            self._timer = None
+            return
+        if not self._stream.reading():
+            self.last = now  # the server is busy with what arrived, not waiting for the client
+        idle = now - self.last
+        if idle >= self._timeout:
+            self._timer = None
+            log.info("request body idle for %.0fs: closing the connection", idle)
+            self._stream.close()
+            return
+        self._timer = self._loop.call_later(self._timeout - idle, self._check)
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def bearer_token(request: httputil.HTTPServerRequest, allow_query: bool = False) -> str | None:
@@ -50,6 +102,42 @@ def bearer_token(request: httputil.HTTPServerRequest, allow_query: bool = False)
     return None
 
 
+#: X-Forwarded-For hops looked at, from the right (a longer chain is cut, not parsed)
+MAX_FORWARDED_HOPS = 16
+
+
+def client_address(request: httputil.HTTPServerRequest, trusted: Sequence[Network]) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy; then the rightmost address
+    of ``X-Forwarded-For`` that is not itself a trusted proxy (each proxy appends the address it saw, so
+    only what our own proxies appended can be believed; anything left of it the client could write).
+    An entry that is not an IP address ends the walk at the last trusted hop."""
+    peer = request.remote_ip or ""
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    forwarded = ",".join(request.headers.get_list("X-Forwarded-For"))
+    hops = forwarded.rsplit(",", MAX_FORWARDED_HOPS)[-MAX_FORWARDED_HOPS:]
+    address = peer
+    for hop in reversed(hops):
+        try:
+            ip = ipaddress.ip_address(hop.strip())
+        except ValueError:
+            break
+        address = str(ip.ipv4_mapped or ip) if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+        if not _is_trusted(address, trusted):
+            break
+    return address
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in trusted)
+
+
 class ApiMixin:
     """Behaviour shared by plain handlers and WebSocket handlers."""
 
@@ -61,6 +149,8 @@ class ApiMixin:
     principal: Principal | None = None
     request: httputil.HTTPServerRequest
     application: tornado.web.Application
+    #: answer with ``Connection: close``: the request's body is not read (see BaseHandler.refuse)
+    close_after_answer = False
 
     # the domain services, one typed property each (built once by wiring.Node)
     @property
@@ -98,6 +188,15 @@ class ApiMixin:
     @property
     def audit(self) -> "AuditService":
         return self.node.audit
+
+    @property
+    def client_address(self) -> str:
+        """The client's address (``X-Forwarded-For`` only from ``--trusted-proxies``): every
+        per-address limit and the logs use this."""
+        cached = getattr(self, "_client_address", None)
+        if cached is None:
+            cached = self._client_address = client_address(self.request, self.node.settings.trusted_proxies)
+        return cached
 
     def authenticate(self, allow_query_token: bool = False) -> Principal | None:
         """Check the token against ``roles`` for this request's method; sets ``self.principal``."""
@@ -138,25 +237,39 @@ class ApiMixin:
         self.set_status(status)  # type: ignore[attr-defined]
         self.clear_header("Content-Disposition")  # type: ignore[attr-defined]
         self.set_header("Content-Type", "application/json; charset=utf-8")  # type: ignore[attr-defined]
+        if isinstance(exc, RateLimited) and exc.retry_after:
+            self.set_header("Retry-After", str(exc.retry_after))  # type: ignore[attr-defined]
+        if self.close_after_answer:
+            self.set_header("Connection", "close")  # type: ignore[attr-defined]
         metrics = self.application.settings.get("metrics")
         if metrics is not None:
             metrics.errors.labels(body["error"]["code"]).inc()
         self.finish(json.dumps(body))  # type: ignore[attr-defined]
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        """Tornado's own versions print the raw URI (with any ``?token=``); this one the scrubbed URI,
+        for plain and WebSocket handlers alike."""
         if isinstance(value, (TruckxError, tornado.web.HTTPError)):
             return  # an expected client error; the access log has the status
-        super().log_exception(typ, value, tb)  # type: ignore[misc]
+        log.error("uncaught exception in %s", logs.request_summary(self.request, self.client_address),
+                  exc_info=(typ, value, tb))
 
 
 @tornado.web.stream_request_body
 class BaseHandler(ApiMixin, tornado.web.RequestHandler):
     #: the largest body this handler accepts; ``None`` means the server's JSON limit
     max_body_bytes: ClassVar[int | None] = None
+    #: a request refused before its body was read has a body of up to this many bytes read and dropped
+    #: before the answer, so that its connection stays usable; past it, ``Connection: close``
+    drain_body_bytes: ClassVar[int] = 4 * 1024 * 1024
 
     def initialize(self) -> None:
         self._body = bytearray()
         self._body_limit = 0
+        #: the error this request ends with once its body is read and dropped
+        self._refusal: TruckxError | tornado.web.HTTPError | None = None
+        self._drain_left = 0
+        self._watchdog: BodyWatchdog | None = None
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")
@@ -167,6 +280,14 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
         return self.max_body_bytes or self.node.settings.max_json_body_bytes
 
     async def prepare(self) -> None:
+        try:
+            await self.admit()
+        except (TruckxError, tornado.web.HTTPError) as exc:
+            self.refuse(exc)
+        self.watch_body()
+
+    async def admit(self) -> None:
+        """Everything decided from the request head: the token and its role, the declared size."""
         self.authenticate()
         self._body_limit = self.body_limit()
         length = self.request.headers.get("Content-Length")
@@ -179,7 +300,71 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
         # let the connection read a little more than we accept, so that we answer 413 ourselves
         self.request.connection.set_max_body_size(self._body_limit + 1)  # type: ignore[union-attr]
 
+    # -- refusing before the body ----------------------------------------------------------------
+
+    def refuse(self, exc: TruckxError | tornado.web.HTTPError) -> None:
+        """End this request with ``exc``, decided before its body was read. A body of up to
+        :attr:`drain_body_bytes` (or a chunked one, counted as it comes) is read and dropped first and the
+        connection kept; a larger one is not read, and the answer, sent now, closes the connection."""
+        length = self.request.headers.get("Content-Length", "").strip()
+        if length and not (length.isdigit() and int(length) <= self.drain_body_bytes):
+            self.close_after_answer = True
+            raise exc
+        self._refusal, self._drain_left = exc, self.drain_body_bytes
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)  # type: ignore[union-attr]
+        # Tornado calls the method named after the request's once the body is read: for this request,
+        # the refusal takes its place.
+        setattr(self, (self.request.method or "GET").lower(), self._answer_refusal)
+
+    def _answer_refusal(self, *_args: Any, **_kwargs: Any) -> None:
+        assert self._refusal is not None
+        raise self._refusal
+
+    def send_refusal_now(self) -> None:
+        """Too much body to read through: answer at once, and close the connection."""
+        if self._finished or self._refusal is None:
+            return
+        self.close_after_answer = True
+        try:
+            raise self._refusal
+        except (TruckxError, tornado.web.HTTPError) as exc:
+            status = exc.status if isinstance(exc, TruckxError) else exc.status_code
+            self.send_error(status, exc_info=sys.exc_info())
+
+    # -- reading the body ------------------------------------------------------------------------
+
+    def watch_body(self) -> None:
+        """Cut this request if its body stops arriving (``body_idle_timeout_s``); from prepare()."""
+        headers = self.request.headers
+        if headers.get("Content-Length", "0").strip() in ("", "0") and "Transfer-Encoding" not in headers:
+            return
+        stream = getattr(self.request.connection, "stream", None)
+        if isinstance(stream, IOStream) and self._watchdog is None:
+            self._watchdog = BodyWatchdog(stream, self.node.settings.body_idle_timeout_s)
+
+    def body_arrived(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.touch()
+
+    def _stop_watching(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def on_finish(self) -> None:
+        self._stop_watching()
+
+    def on_connection_close(self) -> None:
+        super().on_connection_close()
+        self._stop_watching()
+
     def data_received(self, chunk: bytes) -> None:
+        self.body_arrived()
+        if self._refusal is not None:
+            self._drain_left -= len(chunk)
+            if self._drain_left < 0:
+                self.send_refusal_now()
+            return
         if len(self._body) + len(chunk) > self._body_limit:
             raise PayloadTooLarge(f"request body is larger than {self._body_limit} bytes")
         self._body += chunk
@@ -236,8 +421,8 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
 class AdminHandler(BaseHandler):
     """An admin-token call: the token's user must still exist with the token's role."""
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def admit(self) -> None:
+        await super().admit()
         await self.users.check(self.principal)
 
     @property
@@ -249,8 +434,8 @@ class AdminHandler(BaseHandler):
 class DeviceHandler(BaseHandler):
     """A device-token call: the device must still exist and be enabled; its IMEI comes from the token."""
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def admit(self) -> None:
+        await super().admit()
         if self.principal is not None:
             await self.devices.authenticate(self.principal)
 
@@ -265,5 +450,5 @@ class NotFoundHandler(BaseHandler):
 
     roles = {m: None for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 
-    async def prepare(self) -> None:
+    async def admit(self) -> None:
         raise NotFound(f"no such path: {self.request.path}")

@@ -3,10 +3,18 @@
 One instance per connection. ``on_message`` is a coroutine, so Tornado reads the connection's next
 frame only after it returns; when the location queue is full, ``submit`` waits, and so the socket is not
 read (backpressure). Frames over ``websocket_max_message_size`` close the connection with 1009 (Tornado).
+
+What the server writes is bounded too: a frame the kernel does not take at once waits in the
+connection's buffer, and those frames may add up to ``ws_write_buffer_bytes`` (each counted with
+:data:`FRAME_OVERHEAD_BYTES` for what Tornado keeps per frame in flight). A device that keeps sending but
+does not read is closed with 4429 instead of growing the server's memory; it resends what it has no ack
+for when it reconnects, as after any drop. An ``error`` frame names at most :data:`MAX_REJECTED_NAMED`
+refused points, so that replies are never much larger than what provoked them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -18,9 +26,16 @@ import tornado.websocket
 from ..errors import InvalidArgument, TruckxError
 from ..domain.locations import MAX_POINTS_PER_MESSAGE, parse_point, parse_seq
 from ..models import utcnow
+from ..vocab import CLOSE_TOO_SLOW
 from .base import ApiMixin
 
 log = logging.getLogger("truckx.ws")
+
+#: what Tornado keeps per frame written and not yet flushed, beyond its bytes (its write future and the
+#: task around it): 1.5 KiB, measured with tracemalloc on CPython 3.11 / Tornado 6.6
+FRAME_OVERHEAD_BYTES = 1536
+#: refused points named in one ``error`` frame (its message gives the count)
+MAX_REJECTED_NAMED = 10
 
 
 class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
@@ -29,6 +44,9 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     def initialize(self) -> None:
         self.imei = ""
         self._open = False
+        #: bytes (with FRAME_OVERHEAD_BYTES each) of frames written and not yet taken by the kernel
+        self._queued = 0
+        self._write_cap = self.node.settings.ws_write_buffer_bytes
 
     # -- handshake -------------------------------------------------------------------------------
 
@@ -63,17 +81,43 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         self.devices.session_closed(self)
 
     async def send(self, message: dict[str, Any]) -> None:
-        await self.write_message(json.dumps(message, separators=(",", ":")))
+        await self._write(json.dumps(message, separators=(",", ":")))
 
     def send_nowait(self, message: dict[str, Any]) -> None:
         if not self.is_open:
             return
         try:
-            self.write_message(json.dumps(message, separators=(",", ":")))
+            self._write(json.dumps(message, separators=(",", ":")))
             if message.get("type") == "ack":
                 self.node.metrics.acks.inc()
         except tornado.websocket.WebSocketClosedError:
             pass
+
+    def _write(self, text: str) -> "asyncio.Future[None]":
+        """Write one frame, within the connection's write budget; over it, close the connection (4429)
+        and raise WebSocketClosedError."""
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            raise tornado.websocket.WebSocketClosedError()
+        cost = len(text) + FRAME_OVERHEAD_BYTES
+        if self._queued + cost > self._write_cap:
+            self._close_not_reading()
+            raise tornado.websocket.WebSocketClosedError()
+        future = self.write_message(text)
+        if conn.stream.writing():  # the kernel did not take it all: it waits in our buffer
+            self._queued += cost
+            future.add_done_callback(lambda f: self._flushed(f, cost))
+        return future
+
+    def _flushed(self, future: "asyncio.Future[None]", cost: int) -> None:
+        self._queued -= cost
+        if not future.cancelled():
+            future.exception()  # a closed connection; nothing to do, but it is not "never retrieved"
+
+    def _close_not_reading(self) -> None:
+        log.info("device %s is not reading (%d bytes queued for it): closing its connection with %d",
+                 self.imei, self._queued, CLOSE_TOO_SLOW)
+        self.close(CLOSE_TOO_SLOW, "not reading: too much queued for this connection")
 
     def _error(self, code: str, message: str, seq: int | None = None, **extra: Any) -> None:
         frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
@@ -89,6 +133,8 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         """The hot path, synchronous: a location message is validated and queued without creating a
         task. It returns an awaitable only when Tornado must wait before reading this connection's next
         frame: the location queue is full (backpressure), or a command result is being stored."""
+        if not self.is_open:
+            return None  # closing: what the device still sends is dropped (it resends what is not acked)
         node = self.node
         now = utcnow()
         node.hub.seen(self.imei, now)
@@ -141,7 +187,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         if rejected:
             # the valid points are kept; the device learns which ones were refused
             self._error("invalid_argument", f"{len(rejected)} of {len(raw_points)} points refused", seq,
-                        rejected=rejected[:100])
+                        rejected=rejected[:MAX_REJECTED_NAMED])
         return self.node.batcher.offer(self, seq, points)
 
     async def _command_result(self, msg: dict[str, Any]) -> None:

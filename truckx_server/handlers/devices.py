@@ -10,10 +10,11 @@ from .base import P, AdminHandler, BaseHandler
 
 class DeviceLoginHandler(BaseHandler):
     roles = {"POST": None}
+    max_body_bytes = 4096  # an IMEI and a secret
 
     async def post(self) -> None:
         body = self.json_object()
-        token, expires = await self.devices.login(body.get("imei"), body.get("secret"))
+        token, expires = await self.devices.login(body.get("imei"), body.get("secret"), self.client_address)
         self.write_json({"token": token, "expires_at": format_time(expires)})
 
 

@@ -1,19 +1,23 @@
-"""The admin live event feed: ``GET /api/v1/admin/events`` (WebSocket), every admin-plane role.
+"""The admin live event feed: ``GET /api/v1/admin/events`` (WebSocket), roles admin and viewer.
 
 Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log). Optional ``?imei=``
 (repeatable, or comma-separated) keeps only those devices' events. Each frame is one event from
 the bus (``domain/events.py``): ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video", "at", "imei",
 ...}``.
 
-Every subscriber has a bounded queue; one writer task drains it, awaiting each write, so a slow consumer
-never grows the server's buffers: when its queue overflows, the feed is closed with 4429 (reconnect and
-re-read what was missed through the REST calls). Every feed is closed on shutdown (1001), and a user's
-feeds when its tokens are revoked (4401: deleted, password or role changed; ``domain/events.py``).
+Every subscriber has a queue bounded in events (1000) and in bytes (4 MiB: one alarm may carry up to
+1 MiB of details); one writer task drains it, awaiting each write, so a slow consumer never grows the
+server's buffers beyond that and the one frame being written: when its queue overflows, the feed is
+closed with 4429 (reconnect and re-read what was missed through the REST calls). A user holds at most
+``--max-feeds-per-user`` feeds per process; a newer one closes the oldest with 4409
+(``domain/events.py``). Every feed is closed on shutdown (1001), and a user's feeds when its tokens are
+revoked (4401: deleted, password or role changed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -30,18 +34,22 @@ from .base import ApiMixin
 log = logging.getLogger("truckx.events")
 
 QUEUE_EVENTS = 1000
+QUEUE_BYTES = 4 * 1024 * 1024
+_PONG = '{"type":"pong"}'
 
 
 class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     roles = {"GET": READ}
-    #: events buffered per subscriber before it is closed as too slow
+    #: events, and bytes of them, buffered per subscriber before it is closed as too slow
     queue_events = QUEUE_EVENTS
+    queue_bytes = QUEUE_BYTES
 
     def initialize(self) -> None:
-        self.username = ""
         self._checked_at = 0
         self._imeis: frozenset[str] = frozenset()
-        self._queue: asyncio.Queue[str] = asyncio.Queue(self.queue_events)
+        self._frames: collections.deque[str] = collections.deque()
+        self._queued_bytes = 0
+        self._wakeup = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -49,11 +57,9 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     # -- handshake -------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        principal = self.authenticate(allow_query_token=True)
-        assert principal is not None
-        self.username = principal.sub
+        self.authenticate(allow_query_token=True)
         self._checked_at = self.users.generation  # before the check: a change during it is noticed
-        await self.users.check(principal)
+        await self.users.check(self.principal)
         wanted: list[str] = []
         for value in self.get_query_arguments("imei"):
             wanted.extend(v.strip() for v in value.split(",") if v.strip())
@@ -66,7 +72,8 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     async def open(self, *args: Any) -> None:
         self.set_nodelay(True)
-        self._unsubscribe = self.events.open_feed(self, self._on_event)
+        assert self.principal is not None
+        self._unsubscribe = self.events.open_feed(self, self.principal.sub, self._on_event)
         self._writer = asyncio.ensure_future(self._write_loop())
         if self.users.generation != self._checked_at:
             # a user changed between the token check and now: a revocation of this user may have
@@ -82,20 +89,36 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         self._stop()  # no more events from the moment it is closed
         super().close(code, reason)
 
-    def _on_event(self, event: dict[str, Any]) -> None:
+    def _on_event(self, event: dict[str, Any], frame: str) -> None:
         if self._closed or (self._imeis and event.get("imei") not in self._imeis):
             return
-        try:
-            self._queue.put_nowait(json.dumps(event, separators=(",", ":"), default=str))
-        except asyncio.QueueFull:
-            log.warning("admin event feed of %s too slow: closing it", self.principal.sub if self.principal else "?")
+        if not self._enqueue(frame):
+            log.warning("admin event feed of %s too slow: closing it (%d)",
+                        self.principal.sub if self.principal else "?", CLOSE_TOO_SLOW)
             self._stop()
+            self._frames.clear()
+            self._queued_bytes = 0
             self.close(CLOSE_TOO_SLOW, "event feed overflow: the client reads too slowly")
+
+    def _enqueue(self, frame: str) -> bool:
+        """Queue ``frame`` (ASCII JSON: one character, one byte); False when it does not fit. One frame
+        always fits an empty queue."""
+        if self._frames and (len(self._frames) >= self.queue_events
+                             or self._queued_bytes + len(frame) > self.queue_bytes):
+            return False
+        self._frames.append(frame)
+        self._queued_bytes += len(frame)
+        self._wakeup.set()
+        return True
 
     async def _write_loop(self) -> None:
         try:
             while True:
-                frame = await self._queue.get()
+                while not self._frames:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                frame = self._frames.popleft()
+                self._queued_bytes -= len(frame)
                 await self.write_message(frame)
         except (tornado.websocket.WebSocketClosedError, asyncio.CancelledError):
             pass
@@ -109,9 +132,8 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> None:
         """The feed is one-way; a client's ``{"type": "ping"}`` is answered, anything else ignored."""
         with contextlib.suppress(ValueError, AttributeError):
-            if json.loads(message).get("type") == "ping":
-                with contextlib.suppress(asyncio.QueueFull):
-                    self._queue.put_nowait('{"type":"pong"}')
+            if json.loads(message).get("type") == "ping" and not self._closed:
+                self._enqueue(_PONG)  # dropped when the queue is full
 
     def on_close(self) -> None:
         self._stop()

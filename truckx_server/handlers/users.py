@@ -7,13 +7,18 @@ from ..vocab import READ, WRITE
 from .base import P, AdminHandler, BaseHandler
 
 
+#: a login body holds a username and a password of at most 1024 characters (JSON-escaped, 12 KiB at worst)
+LOGIN_BODY_MAX = 16 * 1024
+
+
 class LoginHandler(BaseHandler):
     roles = {"POST": None}
+    max_body_bytes = LOGIN_BODY_MAX
 
     async def post(self) -> None:
         body = self.json_object()
         token, expires, role = await self.users.login(body.get("username"), body.get("password"),
-                                                      self.request.remote_ip or "")
+                                                      self.client_address)
         self.write_json({"token": token, "expires_at": format_time(expires), "role": role})
 
 
@@ -52,7 +57,7 @@ class UserPasswordHandler(AdminHandler):
 
     async def post(self, username: str) -> None:
         assert self.principal is not None
-        await self.users.change_password(self.principal, username, self.json_object())
+        await self.users.change_password(self.principal, username, self.json_object(), self.client_address)
         self.write_no_content()
 
 

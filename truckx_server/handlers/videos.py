@@ -20,7 +20,6 @@ from __future__ import annotations
 import copy
 import mimetypes
 import re
-import sys
 from typing import Any, Awaitable
 
 import tornado.web
@@ -64,8 +63,7 @@ class DeviceVideoHandler(DeviceHandler):
         self._writer: PartWriter | None = None
         self._limit = 0
         self._name = ""
-        #: the error this request ends with once the rest of its body is read (see LINGER_BYTES)
-        self._refusal: TruckxError | None = None
+        #: what is left to read of a refused request's body (see LINGER_BYTES; BaseHandler._refusal)
         self._linger_left = 0
         #: the stream whose read size this upload raised, and the size to put back when it ends
         self._stream_read_size: tuple[IOStream, int] | None = None
@@ -73,7 +71,10 @@ class DeviceVideoHandler(DeviceHandler):
 
     async def prepare(self) -> None:
         if self.request.method not in ("PUT", "PATCH"):
-            await self._prepare()
+            try:
+                await self._prepare()
+            except (TruckxError, tornado.web.HTTPError) as exc:
+                self.refuse(exc)  # after the (empty) body: the connection stays usable
             return
         # from here on the body is ours to count: nothing below may make Tornado refuse it itself
         self.request.connection.set_max_body_size(_CONNECTION_BODY_LIMIT)  # type: ignore[union-attr]
@@ -81,11 +82,14 @@ class DeviceVideoHandler(DeviceHandler):
             await self._prepare()
         except TruckxError as exc:
             # Decided before reading a byte, and nothing of the body is kept. A short body is still
-            # read (and dropped) so that the client can read the answer; a long one is not.
+            # read (and dropped) so that the client can read the answer; a long one is not, and the
+            # answer closes the connection.
             length = self.request.headers.get("Content-Length", "").strip()
             if length and not (length.isdigit() and int(length) <= LINGER_BYTES):
+                self.close_after_answer = True
                 raise
             self._refuse(exc)
+        self.watch_body()
 
     def _refuse(self, exc: TruckxError) -> None:
         self._refusal, self._linger_left = exc, LINGER_BYTES
@@ -110,8 +114,12 @@ class DeviceVideoHandler(DeviceHandler):
             if headers.get("Upload-Complete", "?0").strip() not in ("?0", "?1"):
                 raise InvalidArgument("Upload-Complete must be ?1 or ?0")
         self._limit = self.videos.max_bytes
-        self._writer = await self.videos.begin(self.imei, self._name, offset, length)
-        self._writer.on_preempt = self._cut_off
+        self._writer = await self.videos.begin(self.imei, self._name, offset, length, on_preempt=self._cut_off)
+        # a disable or a rotation that came while the upload was being set up was not seen by it (the
+        # upload cuts itself off only from now on): check the device again, now that its cache entry
+        # would have been dropped
+        if self.principal is not None:
+            await self.devices.authenticate(self.principal)
         self._read_in_large_pieces()
 
     def _read_in_large_pieces(self) -> None:
@@ -140,8 +148,9 @@ class DeviceVideoHandler(DeviceHandler):
             stream.read_chunk_size = size
 
     def _cut_off(self) -> None:
-        """A newer request of this device for the same file took over: drop this connection (its
-        on_connection_close puts the part away at its durable offset)."""
+        """A newer request of this device for the same file took over, or the device was disabled or its
+        secret rotated: drop this connection (its on_connection_close puts the part away at its durable
+        offset)."""
         stream = getattr(self.request.connection, "stream", None)
         if stream is not None:
             stream.close()
@@ -150,12 +159,13 @@ class DeviceVideoHandler(DeviceHandler):
         # Not a coroutine: Tornado awaits only what is returned, which is an awaitable only when the
         # writer's threads lag behind (backpressure) or on the 413 path; every other chunk costs no task.
         writer = self._writer
+        self.body_arrived()
         if self._finished:
             return None  # answered already; Tornado drops the rest and closes the connection
         if self._refusal is not None or writer is None:
             self._linger_left -= len(chunk)
-            if self._linger_left < 0 and self._refusal is not None:
-                self._send_domain_error(self._refusal)  # too much to read through: answer now
+            if self._linger_left < 0:
+                self.send_refusal_now()  # too much to read through: answer now, and close
             return None
         self._upload_bytes.inc(len(chunk))
         if writer.size + len(chunk) > self._limit:
@@ -167,12 +177,6 @@ class DeviceVideoHandler(DeviceHandler):
         await self.videos.abandon(writer)
         self._refuse(PayloadTooLarge(f"a video may have at most {self._limit} bytes"))
         self._linger_left -= received
-
-    def _send_domain_error(self, exc: TruckxError) -> None:
-        try:
-            raise exc
-        except TruckxError:
-            self.send_error(exc.status, exc_info=sys.exc_info())
 
     def _take_writer(self) -> PartWriter:
         if self._refusal is not None:
@@ -220,6 +224,7 @@ class DeviceVideoHandler(DeviceHandler):
         self._put_away()
 
     def on_finish(self) -> None:
+        super().on_finish()
         self._restore_read_size()
         self._put_away()
 

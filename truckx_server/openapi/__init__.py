@@ -24,11 +24,14 @@ WEBSOCKETS = {
                           "ping in; ack (cumulative, after the points are durable) / command / error / pong out. "
                           "Token in Authorization or ?token=. Close codes: 4409 replaced by a newer connection, "
                           "4403 device disabled, 4401 device secret rotated, 1001 server shutting down, "
-                          "1009 frame too large."},
+                          "1009 frame too large, 4429 not reading (more than ws-write-buffer-bytes queued "
+                          "for it; reconnect and resend what has no ack)."},
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
                              "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
-                             "?token=. A client that falls 1000 events behind is closed with 4429; the feeds of a user whose "
-                             "tokens are revoked (deleted, password or role changed) are closed with 4401."},
+                             "?token=. A client that falls 1000 events or 4 MiB behind is closed with 4429; "
+                             "a user's feed beyond --max-feeds-per-user (default 8) on one process closes that "
+                             "user's oldest feed with 4409; the feeds of a user whose tokens are revoked "
+                             "(deleted, password or role changed) are closed with 4401."},
 }
 
 

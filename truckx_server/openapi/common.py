@@ -64,6 +64,10 @@ def page_of(item: str) -> dict[str, Any]:
 
 
 ERROR_RESPONSE = {"description": "error", "content": {JSON: {"schema": ref("Error")}}}
+#: a 429 of a rate-limited call: the error body and when to try again
+RATE_LIMITED = {"description": "rate limited", "content": {JSON: {"schema": ref("Error")}},
+                "headers": {"Retry-After": {"description": "seconds until an attempt is admitted again",
+                                            "schema": {"type": "integer", "minimum": 1}}}}
 ERROR_TEXT = {400: "invalid argument or JSON", 401: "missing, invalid or expired token",
               403: "the token's role may not make this call", 404: "not found", 409: "conflict",
               413: "body too large", 429: "rate limited", 503: "a store is unavailable"}

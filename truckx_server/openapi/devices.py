@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import (ADMIN, CURSOR, DEVICE_PLANE, IMEI, LIMIT, PATH_IMEI, READ, TIME, WRITE, json_response, nullable, obj, op,
-                     page_of, ref)
+from .common import (ADMIN, CURSOR, DEVICE_PLANE, IMEI, LIMIT, PATH_IMEI, RATE_LIMITED, READ, TIME, WRITE, json_response,
+                     nullable, obj, op, page_of, ref)
 
 
 SCHEMAS: dict[str, Any] = {
-    "DeviceLogin": obj(["imei", "secret"], {"imei": IMEI, "secret": {"type": "string"}}),
+    "DeviceLogin": obj(["imei", "secret"], {"imei": IMEI, "secret": {"type": "string", "minLength": 1,
+                                                                     "maxLength": 256}}),
     "Device": obj(["imei", "name", "enabled", "online", "last_seen", "last_location"], {
         "imei": IMEI, "name": {"type": ["string", "null"]}, "enabled": {"type": "boolean"},
         "online": {"type": "boolean"}, "last_seen": nullable(TIME), "created_at": nullable(TIME),
@@ -31,9 +32,12 @@ SCHEMAS: dict[str, Any] = {
 
 PATHS: dict[str, Any] = {
     "/api/v1/device/login": {"post": op(
-        "Device login", None, {200: json_response("token", ref("Token"))}, body=ref("DeviceLogin"),
-        errors=(401, 403, 429), op_id="deviceLogin", tags=DEVICE_PLANE,
-        description="401 on unknown IMEI or wrong secret; 403 if the device is disabled.")},
+        "Device login", None, {200: json_response("token", ref("Token")), 429: RATE_LIMITED},
+        body=ref("DeviceLogin"), errors=(401, 403, 413), op_id="deviceLogin", tags=DEVICE_PLANE,
+        description="401 on unknown IMEI or wrong secret; 403 if the device is disabled. A registered and an "
+                    "unknown IMEI take the same time and meet the same limits. Rate-limited (429 with "
+                    "Retry-After): --device-login-rate-per-min attempts a minute per IMEI and client address, "
+                    "5x that many failures a minute per address, and a per-IMEI brake like the admin login's.")},
     "/api/v1/admin/devices": {
         "get": op("List devices", READ, {200: json_response("a page, by IMEI", ref("DevicePage"))},
                   parameters=[LIMIT, CURSOR], op_id="listDevices", tags=ADMIN),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import (ADMIN, READ, ROLES, TIME, WRITE, json_response, nullable, obj, op, param, ref)
+from .common import (ADMIN, RATE_LIMITED, READ, ROLES, TIME, WRITE, json_response, nullable, obj, op, param, ref)
 
 USERNAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"}
 PASSWORD = {"type": "string", "minLength": 12, "maxLength": 1024}
@@ -14,7 +14,8 @@ REVOKES = "Every token issued to that user before stops working, and its event f
 SCHEMAS: dict[str, Any] = {
     "Token": obj(["token", "expires_at"], {"token": {"type": "string"}, "expires_at": TIME,
                                            "role": {"type": "string", "enum": ROLES}}),
-    "AdminLogin": obj(["username", "password"], {"username": {"type": "string"}, "password": {"type": "string"}}),
+    "AdminLogin": obj(["username", "password"], {"username": {"type": "string", "minLength": 1, "maxLength": 64},
+                                                  "password": {"type": "string", "minLength": 1, "maxLength": 1024}}),
     "User": obj(["username", "role"], {"username": {"type": "string"}, "role": {"enum": ROLES},
                                        "created_at": nullable(TIME)}),
     "UserList": obj(["items"], {"items": {"type": "array", "items": ref("User")}}),
@@ -29,9 +30,14 @@ SCHEMAS: dict[str, Any] = {
 
 PATHS: dict[str, Any] = {
     "/api/v1/admin/login": {"post": op(
-        "Admin login", None, {200: json_response("token", ref("Token"))}, body=ref("AdminLogin"),
-        errors=(401, 429), op_id="adminLogin", tags=ADMIN,
-        description="Rate-limited per username and per address.")},
+        "Admin login", None, {200: json_response("token", ref("Token")), 429: RATE_LIMITED}, body=ref("AdminLogin"),
+        errors=(401, 413), op_id="adminLogin", tags=ADMIN,
+        description="Rate-limited (429 with Retry-After): --login-rate-per-min attempts a minute per username "
+                    "and client address; 5x that many failures a minute per address; and once a username "
+                    "has had many failures from addresses that never logged in as it, each such address gets "
+                    "one attempt a minute for it (a brake that slows, never locks). The client address is the "
+                    "peer's, or from X-Forwarded-For when the peer is in --trusted-proxies. A username over 64 "
+                    "or a password over 1024 characters is 400, a body over 16 KiB 413.")},
     "/api/v1/admin/users": {
         "get": op("List users", READ, {200: json_response("users", ref("UserList"))}, op_id="listUsers", tags=ADMIN),
         "post": op("Create a user", WRITE, {201: json_response("created", ref("User"))}, body=ref("UserNew"),

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import aiosqlite
 
+from .. import privacy
 from ..errors import Unavailable
 from ..models import LocationPoint
 from .base import from_us, to_us
@@ -63,10 +64,12 @@ class SqliteLocationStore:
         self._lock = asyncio.Lock()
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        privacy.private_file(self.path)  # before SQLite creates it (its journals take the file's mode)
         self._db = await aiosqlite.connect(self.path, timeout=self.timeout_s)
         await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every group commit is fsynced before its points are acknowledged, so an ack survives an
+        # OS crash or power loss (NORMAL in WAL mode may lose the last commits then)
+        await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.executescript(SCHEMA)
         await self._db.commit()
 

@@ -32,6 +32,7 @@ from typing import Any, AsyncIterator, Awaitable, BinaryIO, Callable
 import aiofiles
 import aiofiles.os
 
+from .. import privacy
 from ..errors import Conflict, InvalidArgument
 from ..models import validate_file_name, validate_imei
 
@@ -80,7 +81,7 @@ def _hash_file(path: Path) -> tuple["hashlib._Hash", int]:
 
 def _open_part_sync(path: Path, resume: bool) -> tuple[BinaryIO, int, "hashlib._Hash"]:
     """In a worker thread: the part file open for appending, its size and the hash of its content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    privacy.private_dir(path.parent)
     if resume and path.exists():
         hasher, size = _hash_file(path)
         file: BinaryIO = open(path, "r+b")
@@ -91,7 +92,8 @@ def _open_part_sync(path: Path, resume: bool) -> tuple[BinaryIO, int, "hashlib._
             file.close()
             raise
         return file, size, hasher
-    return open(path, "wb"), 0, hashlib.sha256()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, privacy.FILE_MODE)
+    return os.fdopen(fd, "wb"), 0, hashlib.sha256()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -354,7 +356,7 @@ class FsVideoStore:
         self._uploads: dict[tuple[str, str], PartWriter | None] = {}
 
     async def ping(self) -> None:
-        await aiofiles.os.makedirs(self.root, exist_ok=True)
+        await asyncio.to_thread(privacy.private_dir, self.root)
 
     # -- paths -----------------------------------------------------------------------------------
 
@@ -443,7 +445,7 @@ class FsVideoStore:
         fsync of both directories. The caller holds the claim and knows no object exists yet."""
         part = self.part_path(imei, name)
         target = self.object_path(imei, name)
-        await aiofiles.os.makedirs(target.parent, exist_ok=True)
+        await asyncio.to_thread(privacy.private_dir, target.parent)
         await aiofiles.os.replace(part, target)
         await asyncio.to_thread(_fsync_dir, target.parent)
         await asyncio.to_thread(_fsync_dir, part.parent)
