@@ -9,7 +9,7 @@ STAMP_TEST := $(VENV)/.installed-test
 HOST ?= $(or $(TRUCKX_HOST),127.0.0.1)
 PORT ?= $(or $(TRUCKX_PORT),8888)
 
-.PHONY: run test bench install install-run clean console
+.PHONY: run test bench install install-run clean console screenshots
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -37,9 +37,14 @@ run: $(STAMP_RUN)
 test: $(STAMP_TEST)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-## the benchmark suite (prints the table, writes benchmarks/RESULTS.md)
+## the benchmark suite (prints the table; a full run writes benchmarks/RESULTS.md and benchmarks/results.json)
+## e.g. make bench BENCH_ARGS="--only 1,6 --quick"; see benchmarks/README.md (--profile, compare.py)
 bench: $(STAMP_TEST)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
+
+## refresh docs/screenshots/ (the browser tests, writing their screenshots there)
+screenshots: $(STAMP_TEST)
+	TRUCKX_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 ## rebuild the fleet console (truckx_server/static/) from frontend/ (Node 20, npm); the result is committed
 console:

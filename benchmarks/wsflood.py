@@ -4,7 +4,8 @@ Each connection keeps ``window`` messages in flight (credit returns with each cu
 ``location`` (or ``locations`` of ``points`` points) frames as fast as the server acknowledges them.
 Frames are pre-built and masked with the all-zero key (legal per RFC 6455 and free to apply), so the
 client spends its CPU on the socket, not on framing; the same client drives the bare baseline and the
-real server. Prints one JSON object. Usage:
+real server. Prints one JSON object (with the client's own CPU use, so a run can tell when the client,
+not the server, was the limit). Usage:
     python wsflood.py --port P --tokens FILE --duration S --warmup S --window W --points N
 """
 
@@ -126,11 +127,13 @@ async def main() -> None:
     tokens = json.load(open(args.tokens))
     base_us = args.base_us or (time.time_ns() // 1000 - 6 * 3600 * 1_000_000)
     conns = [Conn(i, t, args, base_us + i * 10**11 // 10**6) for i, t in enumerate(tokens)]
+    cpu0 = time.process_time()
     start = time.monotonic()
     for c in conns:
         c.measure_from = start + args.warmup
     stop_at = start + args.warmup + args.duration
     results = await asyncio.gather(*(c.run(stop_at) for c in conns), return_exceptions=True)
+    wall, cpu = time.monotonic() - start, time.process_time() - cpu0
     errors = [repr(r) for r in results if isinstance(r, BaseException)]
     lat = sorted(x for c in conns for x in c.lat)
     acked = sum(c.acked_points for c in conns)
@@ -139,7 +142,9 @@ async def main() -> None:
         return round(lat[min(len(lat) - 1, int(len(lat) * q / 100))], 2) if lat else None
     print(json.dumps({"acked_points": acked, "points_per_s": acked / args.duration,
                       "messages_per_s": len(lat) / args.duration, "ack_p50_ms": pct(50), "ack_p99_ms": pct(99),
-                      "errors": errors[:5], "connections": len(conns)}))
+                      "errors": errors[:5], "connections": len(conns),
+                      # this client's own CPU over the whole run (warm-up included), in cores
+                      "client_cpu_s": round(cpu, 3), "wall_s": round(wall, 3), "client_cores": round(cpu / wall, 3)}))
 
 
 if __name__ == "__main__":

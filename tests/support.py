@@ -150,6 +150,29 @@ class WsClient:
 
 
 
+async def media_read(server: RunningServer, imei: str, name: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Wait until the server has read a complete video's metadata (``media.py``); its index row."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        row = await server.probe.sql.videos.get(imei, name)
+        if row is not None and row["probed_at"] is not None:
+            return row
+        if loop.time() > deadline:
+            raise TimeoutError(f"the metadata of {imei}/{name} was not read in {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def wait_for_thumbnail(server: RunningServer, imei: str, name: str, headers: dict[str, str],
+                             timeout: float = 30.0) -> bytes:
+    """Wait until a video's thumbnail is made; its bytes."""
+    row = await media_read(server, imei, name, timeout)
+    assert row["thumbnail"], f"no thumbnail was made of {imei}/{name}: {row}"
+    r = await server.http.get(f"/api/v1/admin/devices/{imei}/videos/{name}/thumbnail", headers=headers)
+    assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg", r.text
+    return r.content
+
+
 async def stop_server(handle: RunningServer) -> None:
     """Stop a server started by ``server_factory`` (idempotent)."""
     if getattr(handle, "_stopped", False):

@@ -26,6 +26,7 @@ COLUMNS = [Col("Name", "name", cut=None, priority=0),
            Col("SHA-256", lambda v: (v.get("sha256") or "")[:12] + ("…" if v.get("sha256") else ""), cut=None,
                priority=6),
            Col("Alarms", lambda v: len(v.get("alarm_ids") or []), cut=None, priority=4, justify="right")]
+FLEET_COLUMNS = [Col("Device", "imei", cut=None, priority=0), *COLUMNS]
 IMEI_ARG = typer.Argument(..., metavar="IMEI", help="The device.")
 CHUNK = 256 * 1024
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
@@ -37,14 +38,18 @@ def _base(imei: str) -> str:
     return f"/api/v1/admin/devices/{seg(imei, 'IMEI')}/videos"
 
 
-@command(app, "list", example=["truckx videos list 356938035643809",
+@command(app, "list", example=["truckx videos list", "truckx videos list 356938035643809",
                                "truckx videos list 356938035643809 --all --json"])
-def list_(ctx: typer.Context, imei: str = IMEI_ARG, limit: Optional[int] = LIMIT_OPT,
-          cursor: Optional[str] = CURSOR_OPT, all_: bool = ALL_OPT, as_json: bool = JSON_OPT,
-          as_csv: bool = CSV_OPT) -> None:
-    """List a device's videos."""
+def list_(ctx: typer.Context,
+          imei: Optional[str] = typer.Argument(None, metavar="[IMEI]", help="A device's IMEI; without it, every "
+                                               "device's videos, newest first."),
+          limit: Optional[int] = LIMIT_OPT, cursor: Optional[str] = CURSOR_OPT, all_: bool = ALL_OPT,
+          as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) -> None:
+    """List a device's videos, or every device's."""
     fmt = choose(as_json, as_csv)
-    list_paged(client_of(ctx), _base(check_imei(imei)), [], COLUMNS, limit=limit, cursor=cursor, follow=all_, fmt=fmt,
+    path, columns = ((_base(check_imei(imei)), COLUMNS) if imei is not None
+                     else ("/api/v1/admin/videos", FLEET_COLUMNS))
+    list_paged(client_of(ctx), path, [], columns, limit=limit, cursor=cursor, follow=all_, fmt=fmt,
                view=view_of(ctx))
 
 

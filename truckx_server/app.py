@@ -18,14 +18,15 @@ import tornado.web
 
 from . import config, listener, logs, migrate
 from .config import Settings
-from .handlers import (alarms, audit, commands, device_socket, devices, events, locations, openapi, ops, users,
-                       videos)
+from .handlers import (alarms, audit, commands, console, device_socket, devices, events, locations, openapi, ops,
+                       sessions, users, videos)
 from .handlers.base import NotFoundHandler
 from .wiring import Node
 
 log = logging.getLogger("truckx")
 
-ROUTE_MODULES = [ops, openapi, devices, users, alarms, locations, commands, videos, device_socket, events, audit]
+ROUTE_MODULES = [ops, openapi, devices, users, sessions, alarms, locations, commands, videos, device_socket, events,
+                 console, audit]
 
 
 def routes() -> list:
@@ -60,6 +61,10 @@ def make_app(node: Node) -> tornado.web.Application:
         websocket_ping_interval=s.ws_ping_interval_s,
         websocket_ping_timeout=s.ws_ping_interval_s,
         compress_response=False,
+        console=console.ConsolePage(console.STATIC_DIR, s.tile_url),
+        # the _xsrf cookie is read by the console's script (not HttpOnly); checked only for requests
+        # authenticated by the session cookie (handlers.base), so xsrf_cookies stays off
+        xsrf_cookie_kwargs={"samesite": "Strict", "path": "/"},
     )
 
 

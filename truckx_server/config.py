@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -56,6 +57,28 @@ def parse_networks(raw: str | Sequence[Any]) -> tuple[Network, ...]:
         except ValueError:
             raise ValueError(f"not a CIDR network: {item!r}") from None
     return tuple(out)
+
+
+DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+#: an absolute tile URL template: http(s), a host (optionally a leading ``{s}.`` subdomain), a port, a path
+_TILE_URL = re.compile(r"(?P<origin>https?://(?:\{s\}\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?)"
+                       r"(?P<path>/[^\s'\";,\\]*)", re.IGNORECASE)
+_TILE_PATH = re.compile(r"/(?!/)[^\s'\";,\\]*")
+
+
+def tile_source(template: str) -> str | None:
+    """The Content-Security-Policy source of a tile URL template (its origin, ``{s}.`` as ``*.``), or
+    None for a same-origin path. :class:`ConfigError` for anything else: the template goes into the page
+    and the policy, so only a plain http(s) URL or absolute path with ``{z}``, ``{x}`` and ``{y}`` is taken."""
+    if not all(p in template for p in ("{z}", "{x}", "{y}")):
+        raise ConfigError("tile_url must contain {z}, {x} and {y}")
+    if _TILE_PATH.fullmatch(template):
+        return None
+    m = _TILE_URL.fullmatch(template)
+    if m is None:
+        raise ConfigError("tile_url must be an http(s) URL template such as " + DEFAULT_TILE_URL
+                          + " ({s}. allowed at the start of the host only), or a path on this server")
+    return m.group("origin").replace("{s}", "*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +128,12 @@ class Settings:
     body_idle_timeout_s: float = 60.0
     #: bytes a device WebSocket may have queued for writing; a device that does not read is closed (4429)
     ws_write_buffer_bytes: int = 256 * 1024
+    #: the console map's tile URL template; its origin joins the page's img-src
+    tile_url: str = DEFAULT_TILE_URL
+    #: videos read for metadata and a thumbnail at once, each in its own child process (0: none)
+    media_workers: int = 1
+    #: wall-clock limit for reading one video's metadata and thumbnail, in seconds
+    media_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.trusted_proxies, tuple) or not all(
@@ -144,6 +173,11 @@ class Settings:
             url = getattr(self, url_name)
             if url and url.split(":", 1)[0].split("+", 1)[0] not in ("sqlite", "mysql", "mariadb", "mongodb"):
                 raise ConfigError(f"{url_name}: unsupported scheme in {url.split(':', 1)[0]!r}")
+        tile_source(self.tile_url)
+        if not 0 <= self.media_workers <= 64:
+            raise ConfigError("media_workers must be 0-64")
+        if not 0 < self.media_timeout_s <= 3600:
+            raise ConfigError("media_timeout_s must be more than 0 and at most 3600")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
@@ -183,6 +217,9 @@ _OPTIONS: dict[str, tuple[type | Callable[[str], Any], str]] = {
     "header_timeout_s": (float, "seconds a connection has to send a request head (also the keep-alive idle time)"),
     "body_idle_timeout_s": (float, "seconds a request body may send nothing before it is cut off"),
     "ws_write_buffer_bytes": (int, "bytes a device WebSocket may have queued for writing (more closes it, 4429)"),
+    "tile_url": (str, "map tile URL template of the console ({z}/{x}/{y}, optional {s}); default OpenStreetMap's"),
+    "media_workers": (int, "videos read at once for metadata and thumbnails, one child process each (0: off)"),
+    "media_timeout_s": (float, "time limit of reading one video's metadata and thumbnail, seconds"),
 }
 
 

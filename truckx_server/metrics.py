@@ -34,6 +34,8 @@ class Metrics:
         self.alarms = Counter("truckx_alarms", "Alarms stored", ["type"], registry=r)
         self.commands = Counter("truckx_commands", "Command status changes", ["status"], registry=r)
         self.queue_points = Gauge("truckx_location_queue_points", "Location points waiting to be written", registry=r)
+        self.video_probes = Counter("truckx_video_probes", "Videos read for metadata and a thumbnail, by outcome "
+                                    "(video, not_video, timeout, failed)", ["outcome"], registry=r)
 
 
     MESSAGE_KINDS = ("location", "locations", "command_result", "ping", "binary", "invalid", "unknown")

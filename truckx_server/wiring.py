@@ -21,10 +21,12 @@ from .domain.commands import CommandService
 from .domain.devices import DeviceService
 from .domain.events import EventService
 from .domain.locations import LocationService
+from .domain.sessions import SessionService
 from .domain.users import UserService
 from .domain.videos import VideoService
 from .hub import Hub
 from .ingest import LocationBatcher
+from .media import MediaProber
 from .metrics import Metrics
 from .storage import make_location_store, make_sql_store, make_video_store
 
@@ -33,6 +35,10 @@ log = logging.getLogger("truckx.wiring")
 #: seconds between housekeeping ticks; last_seen is persisted every LAST_SEEN_TICKS ticks
 HOUSEKEEPING_S = 1.0
 LAST_SEEN_TICKS = 10
+#: videos whose metadata was never read are looked for every this many ticks (and at start)
+VIDEO_SWEEP_TICKS = 10
+#: ended browser sessions are deleted every this many ticks
+SESSION_PURGE_TICKS = 600
 
 
 class Node:
@@ -59,13 +65,16 @@ class Node:
         self.devices = DeviceService(self.sql.devices, self.location_store, self.hub, self.bus, self.tokens,
                                      device_key, settings.device_login_rate_per_min)
         self.users = UserService(self.sql.users, self.bus, self.tokens, settings.login_rate_per_min)
+        self.sessions = SessionService(self.sql.sessions, self.bus, self.tokens, self.users.login)
         self.alarms = AlarmService(self.sql.alarms, self.bus, metrics)
         self.commands = CommandService(self.sql.commands, self.hub, self.bus, metrics, settings.command_ttl_s)
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
         self.events = EventService(self.hub, self.bus, settings.max_feeds_per_user)
         self.audit = AuditService(self.sql.audit)
+        self.media = MediaProber(workers=settings.media_workers, timeout_s=settings.media_timeout_s,
+                                 on_outcome=lambda outcome: metrics.video_probes.labels(outcome).inc())
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
-                                   settings.max_video_bytes)
+                                   settings.max_video_bytes, self.media)
 
         # the location hot path: group commit with cumulative acks
         self.batcher = LocationBatcher(
@@ -124,7 +133,8 @@ class Node:
         await self.sql.close()
 
     async def _housekeeping(self) -> None:
-        """Every second: expire commands past their TTL; every 10 s: persist last_seen."""
+        """Every second: expire commands past their TTL; every 10 s: persist last_seen, and schedule
+        videos whose metadata was never read; every 10 minutes: delete ended browser sessions."""
         tick = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
@@ -133,6 +143,10 @@ class Node:
                 await self.commands.expire()
                 if tick % LAST_SEEN_TICKS == 0:
                     await self.devices.save_last_seen()
+                if tick % VIDEO_SWEEP_TICKS == 1:
+                    await self.videos.sweep()
+                if tick % SESSION_PURGE_TICKS == 1:
+                    await self.sessions.purge_expired()
             except Exception as exc:
                 log.warning("housekeeping failed: %s", type(exc).__name__)
 

@@ -2,7 +2,7 @@
 and an index for the admin's command list
 
 Revision ID: 0004
-Revises: 0003
+Revises: 0007 (chained after the console's migration, which reached main first; it had revised 0003)
 Create Date: 2026-11-28
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0004"
-down_revision = "0003"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 

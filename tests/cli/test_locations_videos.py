@@ -125,6 +125,18 @@ def test_videos_list(env: Env, video: Video) -> None:
     assert video.name in env.ok("videos", "list", video.dev.imei).stdout
 
 
+def test_videos_list_without_imei_lists_every_device(env: Env, video: Video) -> None:
+    other = env.register("second camera")
+    env.upload(other, "rear-0001.mp4", b"rear camera bytes")
+    items = env.json("videos", "list", "--all")
+    mine = {(v["imei"], v["name"]): v for v in items}
+    assert mine[(video.dev.imei, video.name)]["sha256"] == video.sha256
+    assert mine[(other.imei, "rear-0001.mp4")]["size"] == len(b"rear camera bytes")
+    assert items[0]["imei"] == other.imei  # newest upload first
+    table = env.ok("videos", "list").stdout
+    assert other.imei in table and "rear-0001.mp4" in table and video.name in table
+
+
 def test_download_matches_upload(env: Env, video: Video) -> None:
     dest = env.tmp / "dl-full.mp4"
     result = env.json("videos", "download", video.dev.imei, video.name, "-o", str(dest))

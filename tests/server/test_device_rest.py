@@ -44,7 +44,8 @@ async def test_alarm_is_stored_with_files(server: RunningServer) -> None:
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["type"] == "CRASH" and body["imei"] == dev.imei and body["status"] == "active"
-    assert body["files"] == [{"name": "cam1_0800.mp4", "arrived": False}, {"name": "cam2_0800.mp4", "arrived": False}]
+    assert body["files"] == [{"name": "cam1_0800.mp4", "arrived": False, "thumbnail": False},
+                             {"name": "cam2_0800.mp4", "arrived": False, "thumbnail": False}]
     stored = await server.probe.sql.alarms.get(body["id"])
     assert stored["details"] == {"g_force": 3.2} and len(stored["files"]) == 2
 

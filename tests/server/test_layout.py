@@ -16,7 +16,7 @@ PACKAGE = "truckx_server"
 LAYERS = [
     ("errors", "vocab", "config", "models", "paging", "logs", "metrics", "auth", "ratelimit", "listener", "privacy"),
     ("storage", "migrate"),
-    ("hub", "bus", "ingest"),
+    ("hub", "bus", "ingest", "media"),
     ("domain",),
     ("wiring", "openapi"),
     ("handlers",),

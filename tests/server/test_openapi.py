@@ -9,7 +9,8 @@ import hashlib
 import pytest
 from openapi_spec_validator import validate
 
-from tests.support import RunningServer
+from tests.clips import h264_mp4
+from tests.support import ADMIN_PASSWORD, RunningServer, wait_for_thumbnail
 from tests.server.support import (OpenApiChecker, implemented_methods, is_websocket,
                                              normalise, report_alarm, route_table)
 from truckx_server import openapi
@@ -154,10 +155,31 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     await ws.wait_closed()
     r = await http.post(f"/api/v1/admin/devices/{dev.imei}/commands", json={"command": "reset"}, headers=admin)
     assert (await http.delete(f"/api/v1/admin/commands/{r.json()['id']}", headers=admin)).status_code == 200
-    await http.post(f"/api/v1/admin/devices/{dev.imei}/secret", headers=admin)
+    rotated = await http.post(f"/api/v1/admin/devices/{dev.imei}/secret", headers=admin)
     r = await http.get("/api/v1/admin/audit", params={"limit": 5}, headers=admin)
     assert r.status_code == 200 and r.json()["items"][0]["action"] == "device.rotate_secret"
     await http.post("/api/v1/device/login", json={"imei": dev.imei, "secret": "wrong"})
+
+    # videos: a real clip gets its metadata and thumbnail; the fleet-wide list
+    clip = h264_mp4(2.0, 320, 240)
+    dev.secret = rotated.json()["secret"]
+    dh = {"Authorization": f"Bearer {await api.device_login(dev)}"}
+    assert (await http.put("/api/v1/device/videos/clip.mp4", content=clip, headers=dh)).status_code == 201
+    await wait_for_thumbnail(api, dev.imei, "clip.mp4", admin)
+    await http.get(f"/api/v1/admin/devices/{dev.imei}/videos/a.mp4/thumbnail", headers=admin)  # 404: no video
+    r = await http.get("/api/v1/admin/videos", params={"imei": dev.imei, "complete": "true"}, headers=admin)
+    assert r.status_code == 200 and len(r.json()["items"]) == 3
+
+    # the console and its browser session (httpx keeps the cookies)
+    await http.get("/")
+    await http.get("/static/app.js")
+    await http.head("/static/app.js")
+    r = await http.post("/api/v1/admin/session", json={"username": "admin", "password": ADMIN_PASSWORD})
+    assert r.status_code == 200
+    assert (await http.get("/api/v1/admin/session")).status_code == 200
+    r = await http.delete("/api/v1/admin/session", headers={"X-XSRFToken": http.cookies["_xsrf"]})
+    assert r.status_code == 204
+    assert (await http.get("/api/v1/admin/session")).status_code == 401
 
     checker: OpenApiChecker = api.openapi_checker  # type: ignore[attr-defined]
     succeeded = {(m, t) for m, t, status in checker.checked if 200 <= status < 300}

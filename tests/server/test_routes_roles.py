@@ -4,8 +4,8 @@ Statically: every handler has an explicit role rule for every HTTP method it imp
 without one is refused with 405 by ``ApiMixin.authenticate``), and every rule is one of the role sets of
 ``vocab`` (READ, OPERATE, WRITE, AUDIT): every ``/api/v1/admin/*`` read is READ (all three roles) except
 the audit log (admin only); every change is WRITE (admin only) except the operator's short list
-(acknowledge and clear alarms, send and cancel commands) and changing a password (any user; the domain
-allows your own, or anyone's to an admin); every device route except login needs a device token; the
+(acknowledge and clear alarms, send and cancel commands) and a user's changes about itself (its password:
+the domain allows your own, or anyone's to an admin; signing out); every device route except login needs a device token; the
 only public routes are an explicit short list.
 
 Live: every protected operation refuses a request without a token (401), with the wrong kind of token
@@ -25,13 +25,15 @@ from tests.server.support import (HTTP_METHODS, implemented_methods, is_websocke
 from truckx_server import vocab
 
 PUBLIC = {("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/metrics"), ("GET", "/api/v1/openapi.json"),
-          ("POST", "/api/v1/device/login"), ("POST", "/api/v1/admin/login")}
+          ("POST", "/api/v1/device/login"), ("POST", "/api/v1/admin/login"), ("POST", "/api/v1/admin/session"),
+          ("GET", "/"), ("GET", "/static/{}"), ("HEAD", "/static/{}")}
 READ_METHODS = {"GET", "HEAD"}
 #: the changes an operator may make; every other change is the admin's alone
 OPERATOR_CHANGES = {("POST", "/api/v1/admin/alarms/{alarm_id}/ack"), ("POST", "/api/v1/admin/alarms/{alarm_id}/clear"),
                     ("POST", "/api/v1/admin/devices/{imei}/commands"), ("DELETE", "/api/v1/admin/commands/{command_id}")}
-#: changes every admin-plane user may call (the domain then allows your own password, or an admin)
-SELF_SERVICE = {("POST", "/api/v1/admin/users/{username}/password")}
+#: changes every signed-in user may make about themselves (a password: the domain then allows your own,
+#: or anyone's to an admin; signing out)
+SELF_SERVICE = {("POST", "/api/v1/admin/users/{username}/password"), ("DELETE", "/api/v1/admin/session")}
 #: reads only an admin may make
 ADMIN_READS = {("GET", "/api/v1/admin/audit")}
 ADMIN_PLANE_ROLES = (vocab.ROLE_ADMIN, vocab.ROLE_OPERATOR, vocab.ROLE_VIEWER)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import httpx
 import pytest
 import tornado.httpclient
 import tornado.websocket
@@ -194,3 +195,28 @@ async def test_a_feed_opened_while_its_user_is_deleted_is_closed(api: RunningSer
     assert deleted == [204]
     assert await closed_with(conn) == 4401
     assert api.probe.feed_count == 0
+
+
+async def test_console_sessions_are_revoked_with_their_user(api: RunningServer) -> None:
+    """A browser session keeps the token version of its sign-in: deleting the user (even if it is created
+    again at once, same name and role) or changing its password ends the session and its feed."""
+    admin = await api.admin_headers()
+    await make_user(api, "sam", "viewer")
+    async with httpx.AsyncClient(base_url=api.base_url, timeout=15) as browser:
+        r = await browser.post("/api/v1/admin/session", json={"username": "sam", "password": VIEWER_PASSWORD})
+        assert r.status_code == 200
+        cookie = {"Cookie": f"truckx_session={browser.cookies['truckx_session']}"}
+        feed = await open_feed(api, cookie)
+        assert (await browser.get("/api/v1/admin/alarms")).status_code == 200
+        assert (await api.http.delete("/api/v1/admin/users/sam", headers=admin)).status_code == 204
+        await make_user(api, "sam", "viewer")
+        assert await closed_with(feed) == 4401
+        r = await browser.get("/api/v1/admin/alarms")
+        assert r.status_code == 401 and "revoked" in r.json()["error"]["message"]
+
+        r = await browser.post("/api/v1/admin/session", json={"username": "sam", "password": VIEWER_PASSWORD})
+        assert r.status_code == 200
+        assert (await browser.get("/api/v1/admin/alarms")).status_code == 200
+        r = await api.http.post("/api/v1/admin/users/sam/password", json={"password": NEW_PASSWORD}, headers=admin)
+        assert r.status_code == 204
+        assert (await browser.get("/api/v1/admin/alarms")).status_code == 401

@@ -490,7 +490,8 @@ async def test_listing_walks_every_item_once_with_alarm_ids(server: RunningServe
 
     # the alarm sees its files as arrived
     alarm = await server.probe.sql.alarms.get(alarm_id)
-    assert alarm["files"] == [{"name": "v03.mp4", "arrived": True}, {"name": "v07.mp4", "arrived": True}]
+    assert alarm["files"] == [{"name": "v03.mp4", "arrived": True, "thumbnail": False},
+                              {"name": "v07.mp4", "arrived": True, "thumbnail": False}]
 
     assert (await listing(server, dev.imei)).json()["next_cursor"] is None  # default limit 100
     for bad in ({"limit": 0}, {"limit": 1001}, {"cursor": "!!!"}, {"cursor": "bm90LWEtY3Vyc29y"}):

@@ -160,13 +160,15 @@ async def test_alarm_with_files_round_trips_and_retries_are_idempotent(sql_store
     assert (stored["imei"], stored["type"], stored["ts"], stored["lat"], stored["lon"], stored["speed_kmh"],
             stored["details"], stored["status"], stored["received_at"]) == \
         (imei, "CRASH", NOW, 52.123456789, 13.987654321, 42.5, a.details, "active", NOW)
-    assert stored["files"] == [{"name": "a.mp4", "arrived": False}, {"name": "b.mp4", "arrived": False}]
+    assert stored["files"] == [{"name": "a.mp4", "arrived": False, "thumbnail": False},
+                               {"name": "b.mp4", "arrived": False, "thumbnail": False}]
     again, created = await sql_store.alarms.insert(imei, a, NOW + dt.timedelta(seconds=5))
     assert not created and again == stored
     with pytest.raises(Conflict):  # another device reusing the id
         await sql_store.alarms.insert(await device(sql_store), a, NOW)
     await sql_store.videos.upsert(imei, "a.mp4", 10, "cd" * 32, True, NOW)
-    assert (await sql_store.alarms.get(a.id) or {})["files"][0] == {"name": "a.mp4", "arrived": True}
+    assert (await sql_store.alarms.get(a.id) or {})["files"][0] == {"name": "a.mp4", "arrived": True,
+                                                                     "thumbnail": False}
     assert await sql_store.alarms.get(str(uuid.uuid4())) is None
 
 
@@ -235,6 +237,50 @@ async def test_video_index(sql_store: SqlStore) -> None:
     await sql_store.videos.delete(imei, "v1.mp4")
     assert await sql_store.videos.get(imei, "v1.mp4") is None
     assert await sql_store.videos.get(new_imei(), "v2.mp4") is None
+
+
+async def test_video_media_and_the_fleet_wide_page(sql_store: SqlStore) -> None:
+    a, b = await device(sql_store), await device(sql_store)
+    later = NOW + dt.timedelta(seconds=1)
+    await sql_store.videos.upsert(a, "a.mp4", 10, "aa" * 32, True, NOW)
+    await sql_store.videos.upsert(b, "b.mp4", 20, "bb" * 32, True, later)
+    await sql_store.videos.upsert(b, "part.mp4", 5, None, False, None)
+    assert await sql_store.videos.unprobed(10) == [(x, n, s) for x, n, s in sorted(
+        [(a, "a.mp4", 10), (b, "b.mp4", 20)])]  # complete ones only, by (imei, name)
+    assert await sql_store.videos.set_media(a, "a.mp4", duration_s=2.5, width=640, height=360, codec="h264",
+                                            thumbnail=True, probed_at=later)
+    assert not await sql_store.videos.set_media(a, "gone.mp4", duration_s=None, width=None, height=None,
+                                                codec=None, thumbnail=False, probed_at=later)
+    assert await sql_store.videos.unprobed(10) == [(b, "b.mp4", 20)]
+    assert await sql_store.videos.unprobed(10, after=(b, "b.mp4")) == []
+    got = await sql_store.videos.get(a, "a.mp4")
+    assert got is not None and (got["duration_s"], got["width"], got["height"], got["codec"], bool(got["thumbnail"]),
+                                got["probed_at"]) == (2.5, 640, 360, "h264", True, later)
+
+    def keys(rows: list) -> list:
+        return [(r["imei"], r["name"]) for r in rows]
+    everything = dict(imeis=[a, b], since=None, until=None, complete=None)
+    page = await sql_store.videos.page_all(**everything, after=None, limit=10)
+    assert keys(page) == [(b, "b.mp4"), (a, "a.mp4"), (b, "part.mp4")]  # newest first, unfinished last
+    assert page[1]["thumbnail"] is True and page[0]["thumbnail"] is False and page[2]["uploaded_at"] is None
+    assert keys(await sql_store.videos.page_all(**everything, after=(later, b, "b.mp4"), limit=10)) == \
+        [(a, "a.mp4"), (b, "part.mp4")]
+    assert keys(await sql_store.videos.page_all(**everything, after=(None, b, "zzz"), limit=10)) == [(b, "part.mp4")]
+    assert keys(await sql_store.videos.page_all(**{**everything, "complete": True, "since": later}, after=None,
+                                                limit=10)) == [(b, "b.mp4")]
+    assert keys(await sql_store.videos.page_all(**{**everything, "until": later}, after=None, limit=10)) == \
+        [(a, "a.mp4")]
+
+
+async def test_sessions(sql_store: SqlStore) -> None:
+    principal = {"sub": "admin", "role": "admin", "version": None}
+    await sql_store.sessions.create("a" * 64, "admin", principal, NOW, NOW + dt.timedelta(hours=12))
+    await sql_store.sessions.create("b" * 64, "admin", principal, NOW, NOW - dt.timedelta(seconds=1))
+    got = await sql_store.sessions.get("a" * 64)
+    assert got is not None and got["principal"] == principal and got["expires_at"] == NOW + dt.timedelta(hours=12)
+    assert await sql_store.sessions.delete_expired(NOW) == 1
+    assert await sql_store.sessions.get("b" * 64) is None
+    assert await sql_store.sessions.delete("a" * 64) and not await sql_store.sessions.delete("a" * 64)
 
 
 # -- commands ------------------------------------------------------------------------------------

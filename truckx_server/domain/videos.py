@@ -3,7 +3,12 @@ and the admin's listing and downloads.
 
 The video store decides what is complete (an object under ``<imei>/<name>``); the SQL index mirrors it
 for listings and for the alarms' per-file ``arrived``, and is repaired from the store when a crash left
-it behind. One upload of a file runs at a time: its claim (``storage.base.UploadClaim``) is taken in
+it behind. Once a video is complete its metadata and thumbnail are read from it in the background
+(``media.py``: a bounded child process reading through the store), recorded in the index, and announced
+with a second ``video`` event; what was not read (a restart, a full queue, a store error) is caught up by
+:meth:`VideoService.sweep`, which the housekeeping runs.
+
+One upload of a file runs at a time: its claim (``storage.base.UploadClaim``) is taken in
 :meth:`VideoService.begin` and released when the upload ends, by finishing, pausing or abandoning it.
 
 Disabling a device or rotating its secret (heard on the bus) cuts its uploads in progress on this
@@ -22,8 +27,9 @@ from typing import Any, Callable, Iterator
 from .. import paging
 from ..bus import Bus
 from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooLarge, TruckxError, Unauthorized
+from ..media import MediaInfo, MediaProber, ProbeSkipped
 from ..metrics import Metrics
-from ..models import format_time, utcnow, validate_file_name, validate_imei
+from ..models import format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name, validate_imei
 from ..storage.base import PartWriter, VideoStore
 from ..storage.sql.devices import DeviceRows
 from ..storage.sql.videos import VideoRows
@@ -32,29 +38,56 @@ from ..vocab import DEVICE_DISABLED, DEVICE_ROTATED
 log = logging.getLogger("truckx.videos")
 
 
+#: bytes per piece when a video is read for its metadata (``media.READ_MAX`` bounds a request)
+PROBE_READ_CHUNK = 256 * 1024
+#: videos scheduled per sweep for reading (when nothing is waiting)
+SWEEP_BATCH = 20
+
+
 def video_json(row: dict[str, Any]) -> dict[str, Any]:
-    return {"name": row["name"], "size": row["size"], "sha256": row["sha256"], "complete": row["complete"],
-            "uploaded_at": format_time(row["uploaded_at"]), "alarm_ids": row["alarm_ids"]}
+    """A video as listed (``alarm_ids`` when the row was read with them: listings, not events)."""
+    out = {"imei": row["imei"], "name": row["name"], "size": row["size"], "sha256": row["sha256"],
+           "complete": row["complete"], "uploaded_at": format_time(row["uploaded_at"]),
+           "duration_s": row.get("duration_s"), "width": row.get("width"), "height": row.get("height"),
+           "codec": row.get("codec"), "thumbnail": bool(row.get("thumbnail"))}
+    if "alarm_ids" in row:
+        out["alarm_ids"] = row["alarm_ids"]
+    return out
+
+
+def _cursor_time(value: Any) -> Any:
+    return None if value is None else paging.time(value)
 
 
 class VideoService:
     def __init__(self, store: VideoStore, rows: VideoRows, devices: DeviceRows, bus: Bus, metrics: Metrics,
-                 max_bytes: int) -> None:
+                 max_bytes: int, prober: MediaProber) -> None:
         self.store = store
         self.rows = rows
         self.devices = devices
         self.bus = bus
         self.metrics = metrics
         self.max_bytes = max_bytes
+        self.prober = prober
         #: uploads being put away after their connection dropped
         self._tasks: set[asyncio.Task[Any]] = set()
         #: this process's uploads in progress by IMEI, and why one was cut off (device disabled, rotated)
         self._uploads: dict[str, set[PartWriter]] = {}
         self._cut: dict[PartWriter, TruckxError] = {}
         bus.on_invalidate(self._invalidated)
+        #: videos being read for their metadata (bounded by the prober's queue), by (imei, name)
+        self._probes: dict[tuple[str, str], asyncio.Task[None]] = {}
+        #: where the next sweep continues (it goes round the unread videos, so one that keeps failing
+        #: does not hold up the others)
+        self._sweep_after: tuple[str, str] | None = None
 
     async def aclose(self) -> None:
-        """Shutdown: finish putting away interrupted uploads, then close the store."""
+        """Shutdown: stop reading metadata, finish putting away interrupted uploads, close the store."""
+        self.prober.close()
+        for task in list(self._probes.values()):
+            task.cancel()
+        if self._probes:
+            await asyncio.gather(*list(self._probes.values()), return_exceptions=True)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.store.aclose()
@@ -160,8 +193,9 @@ class VideoService:
             now = utcnow()
             await self.rows.upsert(imei, name, size, digest, True, now)
             self.metrics.uploads.labels("created").inc()
-            self.bus.publish("video", {"imei": imei, "video": {**body, "complete": True,
-                                                             "uploaded_at": format_time(now)}})
+            self.bus.publish("video", {"imei": imei, "video": video_json({
+                **body, "imei": imei, "complete": True, "uploaded_at": now})})
+            self.schedule_probe(imei, name, size)
             return body, 201
 
     async def pause(self, writer: PartWriter, refuse_if_cut: bool = True) -> int:
@@ -219,6 +253,75 @@ class VideoService:
                    "uploaded_at": uploaded}
         return row
 
+    # -- metadata and thumbnails -----------------------------------------------------------------
+
+    def schedule_probe(self, imei: str, name: str, size: int) -> bool:
+        """Read a complete video's metadata and thumbnail in the background; False when it is being read
+        already, or too many are waiting (the sweep comes back to it)."""
+        key = (imei, name)
+        if not self.prober.enabled or self.prober.closed or key in self._probes:
+            return False
+        if len(self._probes) >= self.prober.queue_limit:
+            return False
+        task = asyncio.get_running_loop().create_task(self._probe(imei, name, size), name="video-probe")
+        self._probes[key] = task
+        task.add_done_callback(lambda _t: self._probes.pop(key, None))
+        return True
+
+    @property
+    def probes_pending(self) -> int:
+        return len(self._probes)
+
+    async def _probe(self, imei: str, name: str, size: int) -> None:
+        try:
+            info = await self.prober.probe(
+                size, lambda start, end: self.store.iter_range(imei, name, start, end, PROBE_READ_CHUNK))
+        except ProbeSkipped:
+            return  # the sweep comes back to it
+        except Exception as exc:  # the store failed: nothing is known about the file, try again later
+            log.warning("could not read %s/%s for its metadata: %s", imei, name, type(exc).__name__)
+            return
+        try:
+            await self._record(imei, name, info)
+        except Exception as exc:
+            log.warning("could not record the metadata of %s/%s: %s", imei, name, type(exc).__name__)
+
+    async def _record(self, imei: str, name: str, info: MediaInfo) -> None:
+        if info.thumbnail:
+            await self.store.put_thumbnail(imei, name, info.thumbnail)
+        if not await self.rows.set_media(imei, name, duration_s=info.duration_s, width=info.width,
+                                         height=info.height, codec=info.codec, thumbnail=bool(info.thumbnail),
+                                         probed_at=utcnow()):
+            return
+        row = await self.rows.get(imei, name)
+        if row is not None:
+            row["complete"], row["thumbnail"] = bool(row["complete"]), bool(row["thumbnail"])
+            self.bus.publish("video", {"imei": imei, "video": video_json(row)})
+
+    async def sweep(self) -> int:
+        """Schedule complete videos whose metadata was never read (a restart, a full queue, a store
+        error); returns how many. Does nothing while probes are waiting."""
+        if not self.prober.enabled or self.prober.closed or self._probes:
+            return 0
+        found = await self.rows.unprobed(SWEEP_BATCH, self._sweep_after)
+        if not found and self._sweep_after is not None:
+            self._sweep_after = None  # round again from the start next time
+            return 0
+        scheduled = 0
+        for imei, name, size in found:
+            scheduled += self.schedule_probe(imei, name, size)
+            self._sweep_after = (imei, name)
+        return scheduled
+
+    async def thumbnail(self, imei: str, name: str) -> bytes:
+        """The JPEG thumbnail of a video; 404 until it is made, and for a file that is not a video."""
+        imei, name = validate_imei(imei), validate_file_name(name)
+        row = await self.rows.get(imei, name)
+        data = await self.store.get_thumbnail(imei, name) if row is not None and row["thumbnail"] else None
+        if data is None:
+            raise NotFound(f"no thumbnail of {name} for device {imei}")
+        return data
+
     # -- admin -----------------------------------------------------------------------------------
 
     async def find(self, imei: str, name: str) -> dict[str, Any]:
@@ -241,4 +344,14 @@ class VideoService:
             raise NotFound(f"device {imei} is not registered")
         page = await paging.keyset(lambda n: self.rows.page(imei, n, after[0] if after else None), limit,
                                    lambda r: [r["name"]])
+        return page.json(video_json)
+
+    async def list_all(self, *, imeis: list[str], since: str | None, until: str | None, complete: str | None,
+                       limit: int, cursor: str | None) -> dict[str, Any]:
+        """Every device's videos, newest upload first (incomplete ones last), with filters."""
+        after = paging.decode(cursor, _cursor_time, paging.text, paging.file_name)
+        filters = dict(imeis=imei_list(imeis), since=time_arg(since, "since"), until=time_arg(until, "until"),
+                       complete=parse_bool(complete, "complete"), after=tuple(after) if after else None)
+        page = await paging.keyset(lambda n: self.rows.page_all(**filters, limit=n), limit,
+                                   lambda r: [format_time(r["uploaded_at"]), r["imei"], r["name"]])
         return page.json(video_json)

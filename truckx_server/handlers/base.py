@@ -1,4 +1,5 @@
-"""Shared handler behaviour: JSON in and out, bearer-token auth with roles, one ``write_error``.
+"""Shared handler behaviour: JSON in and out, auth with roles (a bearer token, or on the admin plane the
+console's session cookie, XSRF-checked for changes), one ``write_error``.
 
 Every JSON handler streams its request body (``stream_request_body``) so that the size limit is applied
 while reading, with a ``413 payload_too_large`` error body, instead of Tornado buffering any body up to
@@ -27,10 +28,11 @@ from tornado.iostream import IOStream
 from .. import logs, paging
 from ..auth import Principal
 from ..config import Network
+from ..domain.sessions import COOKIE, Session
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
                       RateLimited, TruckxError, Unauthorized)
 from ..models import require_object
-from ..vocab import ROLE_CAN
+from ..vocab import ROLE_CAN, ROLE_DEVICE
 
 if TYPE_CHECKING:
     from ..domain.alarms import AlarmService
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from ..domain.devices import DeviceService
     from ..domain.events import EventService
     from ..domain.locations import LocationService
+    from ..domain.sessions import SessionService
     from ..domain.users import UserService
     from ..domain.videos import VideoService
     from ..wiring import Node
@@ -88,6 +91,10 @@ class BodyWatchdog:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+
+
+#: methods that change nothing: a session-cookie request of any other method must pass the XSRF check
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def bearer_token(request: httputil.HTTPServerRequest, allow_query: bool = False) -> str | None:
@@ -147,6 +154,8 @@ class ApiMixin:
     roles: ClassVar[dict[str, tuple[str, ...] | None]] = {}
 
     principal: Principal | None = None
+    #: the browser session the request was authenticated by (None: a bearer token, or no auth)
+    session: Session | None = None
     request: httputil.HTTPServerRequest
     application: tornado.web.Application
     #: answer with ``Connection: close``: the request's body is not read (see BaseHandler.refuse)
@@ -198,8 +207,14 @@ class ApiMixin:
             cached = self._client_address = client_address(self.request, self.node.settings.trusted_proxies)
         return cached
 
-    def authenticate(self, allow_query_token: bool = False) -> Principal | None:
-        """Check the token against ``roles`` for this request's method; sets ``self.principal``."""
+    @property
+    def sessions(self) -> "SessionService":
+        return self.node.sessions
+
+    async def authenticate(self, allow_query_token: bool = False) -> Principal | None:
+        """Check the credentials against ``roles`` for this request's method; sets ``self.principal``
+        (and ``self.session`` for the session cookie). A bearer token wins over a cookie; the cookie is
+        taken on the admin plane only, and a change made with it must carry the XSRF token."""
         method = self.request.method or "GET"
         if method not in self.roles:
             raise tornado.web.HTTPError(405)
@@ -207,15 +222,32 @@ class ApiMixin:
         if allowed is None:
             return None
         token = bearer_token(self.request, allow_query=allow_query_token)
-        if token is None:
+        if token is not None:
+            principal = self.node.tokens.verify(token)
+        elif ROLE_DEVICE not in allowed and (cookie := self.get_cookie(COOKIE)):  # type: ignore[attr-defined]
+            self.session = await self.sessions.find(cookie)
+            principal = self.session.principal
+            if method not in SAFE_METHODS:
+                self.check_xsrf()
+        elif ROLE_DEVICE in allowed:
             raise Unauthorized("missing bearer token")
-        principal = self.node.tokens.verify(token)
+        else:
+            raise Unauthorized("missing bearer token or session cookie; log in, or sign in to the console")
         if principal.role not in allowed:
             can = ROLE_CAN.get(principal.role)
             raise Forbidden(f"this call needs role {' or '.join(allowed)}; your token has role {principal.role}"
                             + (f", which may {can}" if can else ""))
         self.principal = principal
         return principal
+
+    def check_xsrf(self) -> None:
+        """Tornado's XSRF check (the ``X-XSRFToken`` header against the ``_xsrf`` cookie), with the
+        contract's error body."""
+        try:
+            self.check_xsrf_cookie()  # type: ignore[attr-defined]
+        except tornado.web.HTTPError:
+            raise Forbidden("a change made with the session cookie needs the X-XSRFToken header set to the "
+                            "value of the _xsrf cookie") from None
 
     def error_body(self, status_code: int, exc: BaseException | None) -> tuple[int, dict[str, Any]]:
         if isinstance(exc, TruckxError):
@@ -288,7 +320,7 @@ class BaseHandler(ApiMixin, tornado.web.RequestHandler):
 
     async def admit(self) -> None:
         """Everything decided from the request head: the token and its role, the declared size."""
-        self.authenticate()
+        await self.authenticate()
         self._body_limit = self.body_limit()
         length = self.request.headers.get("Content-Length")
         if length is not None:

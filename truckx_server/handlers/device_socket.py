@@ -51,7 +51,7 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     # -- handshake -------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        principal = self.authenticate(allow_query_token=True)
+        principal = await self.authenticate(allow_query_token=True)
         assert principal is not None
         await self.devices.authenticate(principal)
         self.imei = principal.sub

@@ -1,6 +1,8 @@
 """The admin live event feed: ``GET /api/v1/admin/events`` (WebSocket), roles admin and viewer.
 
-Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log). Optional ``?imei=``
+Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access log), or the console's
+session cookie: browsers send cookies on cross-site WebSocket handshakes too, so a handshake made with
+the cookie must come from this server's own pages (``Origin`` naming this host). Optional ``?imei=``
 (repeatable, or comma-separated) keeps only those devices' events. Each frame is one event from
 the bus (``domain/events.py``): ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video", "at", "imei",
 ...}``.
@@ -22,11 +24,12 @@ import contextlib
 import json
 import logging
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import tornado.web
 import tornado.websocket
 
-from ..errors import TruckxError, Unauthorized
+from ..errors import Forbidden, TruckxError, Unauthorized
 from ..models import validate_imei
 from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
@@ -51,13 +54,16 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         self._queued_bytes = 0
         self._wakeup = asyncio.Event()
         self._unsubscribe: Callable[[], None] | None = None
+        self._unwatch: Callable[[], None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- handshake -------------------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        self.authenticate(allow_query_token=True)
+        await self.authenticate(allow_query_token=True)
+        if self.session is not None and self.cross_origin():
+            raise Forbidden("an event feed opened with the session cookie must come from this server's pages")
         self._checked_at = self.users.generation  # before the check: a change during it is noticed
         await self.users.check(self.principal)
         wanted: list[str] = []
@@ -65,8 +71,19 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             wanted.extend(v.strip() for v in value.split(",") if v.strip())
         self._imeis = frozenset(validate_imei(v) for v in wanted)
 
+    def cross_origin(self) -> bool:
+        """Whether a browser made this handshake from another origin: ``Sec-Fetch-Site`` when the browser
+        sends it (``same-origin``, or ``none`` for one typed in), else ``Origin`` against ``Host``. A
+        client that sends neither is not a browser (and holds the cookie itself)."""
+        headers = self.request.headers
+        site = headers.get("Sec-Fetch-Site")
+        if site is not None:
+            return site not in ("same-origin", "none")
+        origin = headers.get("Origin")
+        return origin is not None and urlsplit(origin).netloc.lower() != headers.get("Host", "").lower()
+
     def check_origin(self, origin: str) -> bool:
-        return True  # authentication is the bearer token, never a cookie
+        return True  # a bearer token may come from anywhere; the cookie's origin is checked in prepare
 
     # -- feed ------------------------------------------------------------------------------------
 
@@ -74,6 +91,8 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         self.set_nodelay(True)
         assert self.principal is not None
         self._unsubscribe = self.events.open_feed(self, self.principal.sub, self._on_event)
+        if self.session is not None:  # signing out, on any process, ends the feeds opened with the session
+            self._unwatch = self.sessions.on_end(self.session, self._signed_out)
         self._writer = asyncio.ensure_future(self._write_loop())
         if self.users.generation != self._checked_at:
             # a user changed between the token check and now: a revocation of this user may have
@@ -88,6 +107,10 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         self._stop()  # no more events from the moment it is closed
         super().close(code, reason)
+
+    def _signed_out(self) -> None:
+        self._stop()
+        self.close(CLOSE_CREDENTIALS_CHANGED, "signed out")
 
     def _on_event(self, event: dict[str, Any], frame: str) -> None:
         if self._closed or (self._imeis and event.get("imei") not in self._imeis):
@@ -128,6 +151,9 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         if self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
 
     def on_message(self, message: str | bytes) -> None:
         """The feed is one-way; a client's ``{"type": "ping"}`` is answered, anything else ignored."""

@@ -8,8 +8,10 @@ Device plane (role device; the IMEI always comes from the token)::
 
 Admin plane (roles admin and viewer)::
 
-    GET       /api/v1/admin/devices/{imei}/videos          keyset-paged listing
-    GET/HEAD  /api/v1/admin/devices/{imei}/videos/{name}   the bytes, streamed, with Range / ETag
+    GET       /api/v1/admin/videos                                 every device's videos, newest first, filters
+    GET       /api/v1/admin/devices/{imei}/videos                  keyset-paged listing
+    GET/HEAD  /api/v1/admin/devices/{imei}/videos/{name}           the bytes, streamed, with Range / ETag
+    GET       /api/v1/admin/devices/{imei}/videos/{name}/thumbnail  a JPEG frame (404 until made)
 
 Handlers parse and serialise; the upload's life cycle is in ``domain/videos.py`` and every file
 operation in the video store (``storage/videos_fs.py``).
@@ -95,7 +97,7 @@ class DeviceVideoHandler(DeviceHandler):
         self._refusal, self._linger_left = exc, LINGER_BYTES
 
     async def _prepare(self) -> None:
-        self.authenticate()
+        await self.authenticate()
         self._name = validate_file_name(self.path_args[0] if self.path_args else "")
         if self.principal is not None:
             await self.devices.authenticate(self.principal)
@@ -236,6 +238,28 @@ class AdminVideosHandler(AdminHandler):
         self.write_json(await self.videos.list(imei, *self.page_args()))
 
 
+class FleetVideosHandler(AdminHandler):
+    roles = {"GET": READ}
+
+    async def get(self) -> None:
+        limit, cursor = self.page_args()
+        self.write_json(await self.videos.list_all(
+            imeis=self.query_list("imei"), since=self.get_query_argument("since", None),
+            until=self.get_query_argument("until", None), complete=self.get_query_argument("complete", None),
+            limit=limit, cursor=cursor))
+
+
+class ThumbnailHandler(AdminHandler):
+    roles = {"GET": READ}
+
+    async def get(self, imei: str, name: str) -> None:
+        data = await self.videos.thumbnail(imei, name)
+        self.set_header("Content-Type", "image/jpeg")
+        # made once per video (a name never gets other content); revalidated by ETag after an hour
+        self.set_header("Cache-Control", "private, max-age=3600")
+        self.finish(data)
+
+
 class RangeNotSatisfiable(TruckxError):
     status, code = 416, "range_not_satisfiable"
 
@@ -328,4 +352,6 @@ def routes() -> list:
         (r"/api/v1/device/videos/([^/]+)", DeviceVideoHandler),
         (r"/api/v1/admin/devices/([^/]+)/videos", AdminVideosHandler),
         (r"/api/v1/admin/devices/([^/]+)/videos/([^/]+)", AdminVideoHandler),
+        (r"/api/v1/admin/devices/([^/]+)/videos/([^/]+)/thumbnail", ThumbnailHandler),
+        (r"/api/v1/admin/videos", FleetVideosHandler),
     ]

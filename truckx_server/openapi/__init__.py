@@ -14,10 +14,10 @@ import functools
 import json
 from typing import Any
 
-from . import alarms, audit, commands, devices, locations, ops, users, videos
+from . import alarms, audit, commands, console, devices, locations, ops, users, videos
 from .common import DEVICE, READ, VERSION
 
-MODULES = (ops, devices, users, alarms, locations, commands, videos, audit)
+MODULES = (ops, devices, users, alarms, locations, commands, videos, console, audit)
 
 WEBSOCKETS = {
     "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "
@@ -28,10 +28,12 @@ WEBSOCKETS = {
                           "for it; reconnect and resend what has no ack)."},
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
                              "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
-                             "?token=. A client that falls 1000 events or 4 MiB behind is closed with 4429; "
-                             "a user's feed beyond --max-feeds-per-user (default 8) on one process closes that "
-                             "user's oldest feed with 4409; the feeds of a user whose tokens are revoked "
-                             "(deleted, password or role changed) are closed with 4401."},
+                             "?token=, or the console's session cookie (then the Origin must be this server's: 403 "
+                             "otherwise; signing out closes the feed with 4401). A client that falls 1000 events "
+                             "or 4 MiB behind is closed with 4429; a user's feed beyond --max-feeds-per-user "
+                             "(default 8) on one process closes that user's oldest feed with 4409; the feeds of a "
+                             "user whose tokens are revoked (deleted, password or role changed) are closed with "
+                             "4401."},
 }
 
 
@@ -55,12 +57,17 @@ def _document() -> str:
                  "description": "Fleet dashcam server: device plane, admin plane, operations. Errors are "
                                 "`{\"error\": {\"code\", \"message\"}}`. `viewer` may read; `operator` may "
                                 "read, acknowledge and clear alarms, and send and cancel commands; `admin` may "
-                                "do everything (`x-roles` on each operation)."},
-        "tags": [{"name": "operations"}, {"name": "device"}, {"name": "admin"}],
+                                "do everything (`x-roles` on each operation). The admin plane takes a bearer "
+                                "token or the console's `truckx_session` cookie; a request made with the cookie "
+                                "whose method is not GET/HEAD/OPTIONS must carry `X-XSRFToken` set to the `_xsrf` "
+                                "cookie's value (403 otherwise)."},
+        "tags": [{"name": "operations"}, {"name": "device"}, {"name": "admin"}, {"name": "console"}],
         "paths": _merged("PATHS"),
         "components": {
             "schemas": _merged("SCHEMAS"),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                                "session": {"type": "apiKey", "in": "cookie", "name": "truckx_session",
+                                            "description": "set by POST /api/v1/admin/session; admin plane only"}},
         },
         "x-websockets": WEBSOCKETS,
     }

@@ -17,7 +17,8 @@ SCHEMAS: dict[str, Any] = {
         "files": {"type": "array", "items": FILE_NAME, "maxItems": 100},
         "details": {"type": "object"}}),
     "AlarmFile": obj(["name", "arrived"], {"name": FILE_NAME, "arrived": {
-        "type": "boolean", "description": "the video of this file has been uploaded completely"}}),
+        "type": "boolean", "description": "the video of this file has been uploaded completely"},
+        "thumbnail": {"type": "boolean", "description": "a thumbnail of the video exists (.../thumbnail)"}}),
     "Alarm": obj(["id", "imei", "type", "ts", "lat", "lon", "status", "received_at", "files"], {
         "id": UUID, "imei": IMEI, "type": {"type": "string", "enum": ALARM_TYPES}, "ts": TIME, "lat": NUM,
         "lon": NUM, "speed_kmh": nullable(NUM), "details": {"type": ["object", "null"]},

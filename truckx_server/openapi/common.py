@@ -103,8 +103,11 @@ IMEIS = param("imei", "query", {"type": "array", "items": IMEI}, "repeatable (or
 def op(summary: str, roles: list[str] | None, responses: dict[int | str, Any], *, body: dict[str, Any] | None = None,
        body_type: str = JSON, parameters: list[dict[str, Any]] | None = None, errors: tuple[int, ...] = (),
        op_id: str, tags: list[str], description: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": tags,
-                           "security": [] if roles is None else [{"bearer": []}], "x-roles": roles}
+    security: list[dict[str, list[str]]] = [] if roles is None else [{"bearer": []}]
+    if roles is not None and vocab.ROLE_DEVICE not in roles:
+        security.append({"session": []})  # the admin plane also takes the console's cookie
+    out: dict[str, Any] = {"operationId": op_id, "summary": summary, "tags": tags, "security": security,
+                           "x-roles": roles}
     if description:
         out["description"] = description
     if parameters:

@@ -1,11 +1,11 @@
-"""OpenAPI: Videos: resumable uploads (device), listing and ranged downloads (admin)."""
+"""OpenAPI: Videos: resumable uploads (device), listings, ranged downloads and thumbnails (admin)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .common import (ADMIN, CURSOR, DEVICE, DEVICE_PLANE, FILE_NAME, JSON, LIMIT, PATH_IMEI, PATH_NAME, READ, TIME,
-                     json_response, nullable, obj, op, page_of, param, ref)
+from .common import (ADMIN, CURSOR, DEVICE, DEVICE_PLANE, FILE_NAME, IMEI, IMEIS, JSON, LIMIT, PATH_IMEI, PATH_NAME,
+                     READ, SINCE, TIME, UNTIL, json_response, nullable, obj, op, page_of, param, ref)
 
 
 _DOWNLOAD_HEADERS = [param("Range", "header", {"type": "string"}, "one bytes= range"),
@@ -31,10 +31,15 @@ def download_responses() -> dict[int, Any]:
 SCHEMAS: dict[str, Any] = {
     "VideoUploaded": obj(["name", "size", "sha256"], {"name": FILE_NAME, "size": {"type": "integer"},
                                                      "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}),
-    "Video": obj(["name", "size", "complete"], {
-        "name": FILE_NAME, "size": {"type": "integer"}, "sha256": {"type": ["string", "null"]},
+    "Video": obj(["imei", "name", "size", "complete", "duration_s", "width", "height", "codec", "thumbnail"], {
+        "imei": IMEI, "name": FILE_NAME, "size": {"type": "integer"}, "sha256": {"type": ["string", "null"]},
         "complete": {"type": "boolean"}, "uploaded_at": nullable(TIME),
-        "alarm_ids": {"type": "array", "items": {"type": "string"}}}),
+        "alarm_ids": {"type": "array", "items": {"type": "string"}},
+        "duration_s": {"type": ["number", "null"], "minimum": 0,
+                       "description": "read from the file once complete; null until then, or when not a video"},
+        "width": {"type": ["integer", "null"], "minimum": 1}, "height": {"type": ["integer", "null"], "minimum": 1},
+        "codec": {"type": ["string", "null"], "description": "FFmpeg's codec name: h264, hevc, vp9, av1, ..."},
+        "thumbnail": {"type": "boolean", "description": "a JPEG frame exists (GET .../thumbnail)"}}),
     "VideoPage": page_of("Video"),
 }
 
@@ -66,6 +71,23 @@ PATHS: dict[str, Any] = {
         "parameters": [PATH_IMEI],
         "get": op("A device's videos", READ, {200: json_response("a page", ref("VideoPage"))},
                   parameters=[LIMIT, CURSOR], errors=(404,), op_id="listVideos", tags=ADMIN),
+    },
+    "/api/v1/admin/videos": {
+        "get": op("Every device's videos, newest upload first", READ, {200: json_response("a page", ref("VideoPage"))},
+                  parameters=[IMEIS, SINCE, UNTIL,
+                              param("complete", "query", {"type": "boolean"}, "only complete (true) or unfinished"),
+                              LIMIT, CURSOR], op_id="listAllVideos", tags=ADMIN,
+                  description="Ordered by uploaded_at, newest first; unfinished uploads (no uploaded_at) last. "
+                              "since/until bound uploaded_at (since inclusive, until exclusive)."),
+    },
+    "/api/v1/admin/devices/{imei}/videos/{name}/thumbnail": {
+        "parameters": [PATH_IMEI, PATH_NAME],
+        "get": op("A video's thumbnail (JPEG)", READ, {200: {
+            "description": "a frame from about one second in, 320 pixels wide (never upscaled)",
+            "content": {"image/jpeg": {"schema": {"type": "string", "contentMediaType": "image/jpeg"}}}}},
+            errors=(404,), op_id="videoThumbnail", tags=ADMIN,
+            description="404 until it is made (within seconds of the upload completing), and for a file that "
+                        "is not a decodable video."),
     },
     "/api/v1/admin/devices/{imei}/videos/{name}": {
         "parameters": [PATH_IMEI, PATH_NAME],

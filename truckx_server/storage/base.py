@@ -113,4 +113,10 @@ class VideoStore(Protocol):
     def iter_range(self, imei: str, name: str, start: int, end: int, chunk_size: int) -> AsyncIterator[bytes]:
         """The bytes ``start <= i < end`` of a complete object, in chunks."""
 
+    async def put_thumbnail(self, imei: str, name: str, data: bytes) -> None:
+        """Keep the JPEG thumbnail of a video beside it, where no video name can reach (replaces)."""
+
+    async def get_thumbnail(self, imei: str, name: str) -> bytes | None:
+        """The thumbnail of a video (a few KiB), None when there is none."""
+
     async def aclose(self) -> None: ...

@@ -4,11 +4,12 @@ Layout::
 
     <root>/<imei>/<name>              complete objects only
     <root>/.parts/<imei>/<name>.part  uploads in progress (or interrupted, waiting to be resumed)
+    <root>/.thumbs/<imei>/<name>.jpg  a video's thumbnail (``media.py``), written once, atomically
 
 A part becomes an object by one atomic rename once it is complete and checked, so a reader never sees a
 partial file under ``<root>/<imei>/``. Every path is built only from a validated IMEI and a validated
 file name (``models.validate_imei`` / ``models.validate_file_name``: no separators, no ``..``, never
-starting with a dot, so ``.parts`` cannot collide with a device directory), and is checked once more to
+starting with a dot, so ``.parts`` and ``.thumbs`` cannot collide with a device directory), and is checked once more to
 stay under the root. Every blocking call (open, read, write, fsync, rename, stat, mkdir, unlink) and
 every hash of more than a chunk runs in a worker thread (``aiofiles``, ``asyncio.to_thread`` or an
 upload's lanes); memory per upload or download is bounded by a few buffers (``WRITE_BUFFER`` +
@@ -40,6 +41,8 @@ log = logging.getLogger("truckx.videos")
 
 PARTS_DIR = ".parts"
 PART_SUFFIX = ".part"
+THUMBS_DIR = ".thumbs"
+THUMB_SUFFIX = ".jpg"
 #: bytes gathered from the network before they are hashed and written (one thread hop per buffer)
 WRITE_BUFFER = 1024 * 1024
 #: bytes an upload may have queued for hashing or writing before it stops reading from the network
@@ -66,6 +69,21 @@ def _load_sync_file_range() -> Callable[[int, int, int, int], int] | None:
 
 
 _sync_file_range = _load_sync_file_range()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file beside it, fsync, rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
 
 
 def _hash_file(path: Path) -> tuple["hashlib._Hash", int]:
@@ -375,6 +393,12 @@ class FsVideoStore:
             raise InvalidArgument("path escapes the parts directory")
         return path
 
+    def thumbnail_path(self, imei: str, name: str) -> Path:
+        path = self._under_root(THUMBS_DIR, validate_imei(imei), validate_file_name(name) + THUMB_SUFFIX)
+        if path.parent.parent != self.root / THUMBS_DIR:
+            raise InvalidArgument("path escapes the thumbnails directory")
+        return path
+
     # -- state -----------------------------------------------------------------------------------
 
     @staticmethod
@@ -473,6 +497,18 @@ class FsVideoStore:
                     break
                 remaining -= len(chunk)
                 yield chunk
+
+    # -- thumbnails ------------------------------------------------------------------------------
+
+    async def put_thumbnail(self, imei: str, name: str, data: bytes) -> None:
+        await asyncio.to_thread(_write_atomically, self.thumbnail_path(imei, name), data)
+
+    async def get_thumbnail(self, imei: str, name: str) -> bytes | None:
+        try:
+            async with aiofiles.open(self.thumbnail_path(imei, name), "rb") as f:
+                return await f.read()
+        except FileNotFoundError:
+            return None
 
     async def aclose(self) -> None:
         """Nothing to close: every upload's writer is closed by its owner (``domain/videos.py``)."""

@@ -1,5 +1,5 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
-aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``,
+aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``, ``.sessions``,
 ``.audit``."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from .audit import AuditRows
 from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
+from .sessions import SessionRows
 from .users import UserRows
 from .videos import VideoRows
 
@@ -25,6 +26,7 @@ class SqlStore:
         self.alarms = AlarmRows(self.db)
         self.videos = VideoRows(self.db)
         self.commands = CommandRows(self.db)
+        self.sessions = SessionRows(self.db)
         self.audit = AuditRows(self.db)
 
     async def ping(self) -> None:

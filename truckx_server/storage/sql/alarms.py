@@ -1,6 +1,6 @@
 """Alarms and their files: idempotent insert, search newest first (keyset), lifecycle transitions.
-Each alarm is handed out with ``files: [{name, arrived}]``, ``arrived`` meaning the video of that file
-is complete in the video index."""
+Each alarm is handed out with ``files: [{name, arrived, thumbnail}]``, ``arrived`` meaning the video of
+that file is complete in the video index, ``thumbnail`` that a thumbnail of it was made."""
 
 from __future__ import annotations
 
@@ -131,7 +131,8 @@ class AlarmRows:
 #: the files of a page of alarms and whether each file's video has arrived (complete in the index)
 _ALARM_FILES = (
     sa.select(alarm_files.c.alarm_id, alarm_files.c.name,
-              sa.func.coalesce(videos.c.complete, False).label("arrived"))
+              sa.func.coalesce(videos.c.complete, False).label("arrived"),
+              sa.func.coalesce(videos.c.thumbnail, False).label("thumbnail"))
     .select_from(alarm_files.outerjoin(videos, sa.and_(videos.c.imei == alarm_files.c.imei,
                                                        videos.c.name == alarm_files.c.name)))
     .where(alarm_files.c.alarm_id.in_(sa.bindparam("ids", expanding=True)))
@@ -156,11 +157,13 @@ def _alarm_rows(result: Any) -> list[dict[str, Any]]:
 
 
 async def _attach_files(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-    """Set ``files: [{name, arrived}]`` (by name) on each alarm row, with one query on ``conn``."""
+    """Set ``files: [{name, arrived, thumbnail}]`` (by name) on each alarm row, with one query on ``conn``."""
     if not rows:
         return
     files: dict[str, list[dict[str, Any]]] = {}
-    for alarm_id, name, arrived in (await conn.execute(_ALARM_FILES, {"ids": [r["id"] for r in rows]})).all():
-        files.setdefault(alarm_id, []).append({"name": name, "arrived": bool(arrived)})
+    found = await conn.execute(_ALARM_FILES, {"ids": [r["id"] for r in rows]})
+    for alarm_id, name, arrived, thumbnail in found.all():
+        files.setdefault(alarm_id, []).append({"name": name, "arrived": bool(arrived),
+                                               "thumbnail": bool(thumbnail)})
     for r in rows:
         r["files"] = files.get(r["id"], [])

@@ -79,6 +79,29 @@ videos = sa.Table(
     sa.Column("sha256", sa.String(64), nullable=True),
     sa.Column("complete", sa.Boolean, nullable=False),
     sa.Column("uploaded_at", Timestamp, nullable=True),
+    #: read from the file once it is complete (``media.py``; 0007); null when not a decodable video
+    sa.Column("duration_s", Double, nullable=True),
+    sa.Column("width", sa.Integer, nullable=True),
+    sa.Column("height", sa.Integer, nullable=True),
+    sa.Column("codec", sa.String(32), nullable=True),
+    sa.Column("thumbnail", sa.Boolean, nullable=False, server_default=sa.false()),
+    #: when the file was read (null: not yet)
+    sa.Column("probed_at", Timestamp, nullable=True),
+    sa.Index("ix_videos_uploaded_at", "uploaded_at", "imei", "name"),
+    sa.Index("ix_videos_probed_at", "probed_at", "imei", "name"),
+)
+
+#: browser sessions of the fleet console (0007): keyed by the SHA-256 of the cookie, never the cookie
+sessions = sa.Table(
+    "sessions", metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    #: the principal of the token the sign-in issued (sub, role, and what else a token carries)
+    sa.Column("principal", JsonText, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+    sa.Index("ix_sessions_expires_at", "expires_at"),
+    sa.Index("ix_sessions_username", "username"),
 )
 
 commands = sa.Table(
