@@ -286,6 +286,26 @@ class Probe:
     def events_active(self) -> bool:
         return self._node.bus.active
 
+    async def run_retention(self, now: Any = None) -> dict[str, Any] | None:
+        """One retention pass as of ``now`` (a datetime; default the real time): what it removed, or None
+        when another process held the lease."""
+        return await self._node.retention.run_pass(now)
+
+    @property
+    def retention(self) -> Any:
+        """The retention service (its rows, policy and stores)."""
+        return self._node.retention
+
+    async def video_object_size(self, imei: str, name: str) -> int | None:
+        """The size of the complete video object in the video store (None when there is none)."""
+        return await self._node.video_store.object_size(imei, name)
+
+    @contextlib.contextmanager
+    def upload_running(self, imei: str, name: str) -> Iterator[None]:
+        """While inside, an upload of (imei, name) holds its claim on this process, as a running one does."""
+        with self._node.video_store.claim(imei, name):
+            yield
+
     def upload_busy(self, imei: str, name: str) -> bool:
         return self._node.video_store.is_busy(imei, name)
 

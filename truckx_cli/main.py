@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import typer
 
-from . import accounts, alarms, audit, auth, command_queue, commands, devices, locations, users, videos, watch
+from . import (accounts, alarms, audit, auth, command_queue, commands, devices, locations, storage, users, videos,
+               watch)
 from .client import CliError, Settings, check_profile_name
 from .common import PROFILE_HELP, RELATIVE_HELP, TZ_HELP, Group
 
@@ -27,6 +28,7 @@ ROOT_EPILOG = f"""Examples:
   truckx devices list --online
   truckx alarms list --since 2h --status active
   truckx watch --type alarm,command_status
+  truckx locations trips 356938035643809 --since 1d
 
 {EXIT_CODES}"""
 
@@ -110,6 +112,7 @@ app.add_typer(commands.app, name="commands")
 app.add_typer(users.app, name="users")
 app.add_typer(auth.profiles_app, name="profiles")
 watch.register(app)
+storage.register(app)
 accounts.register(users.app)
 command_queue.register(commands.app)
 audit.register(app)

@@ -172,3 +172,31 @@ def _receive(response: Any, part: Path, mode: str, offset: int, total: int | Non
     except httpx.HTTPError as exc:
         raise CliError(f"download of {name} interrupted ({exc or type(exc).__name__}); the partial download "
                        f"is kept in {part}, run the same command again to resume", EXIT_UNREACHABLE) from None
+
+
+@command(app, example=["truckx videos delete 356938035643809 front-0001.mp4",
+                       "truckx videos delete 356938035643809 front-0001.mp4 --force --yes"], times=False)
+def delete(ctx: typer.Context, imei: str = IMEI_ARG, name: str = typer.Argument(..., metavar="NAME"),
+           force: bool = typer.Option(False, "--force", help="Delete it even when it is evidence (an alarm that "
+                                                            "is not cleared names it)."),
+           yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation.")) -> None:
+    """Delete a video (admin).
+
+    Its file, any unfinished upload of it and its entry go. A video that an alarm not yet cleared names is
+    evidence: refused unless --force."""
+    if not _NAME.fullmatch(name) or ".." in name:
+        raise CliError(f"{name!r} is not a video file name ([A-Za-z0-9][A-Za-z0-9._-]{{0,127}})", EXIT_USAGE)
+    imei = check_imei(imei)
+    what = "evidence " if force else ""
+    if not yes and not typer.confirm(f"Delete {what}video {name} of {imei}?", default=False, err=True):
+        raise CliError("nothing deleted (not confirmed; --yes skips the question)", EXIT_ERROR)
+    try:
+        client_of(ctx).request("DELETE", f"{_base(imei)}/{seg(name, 'NAME')}",
+                               params=[("force", "true")] if force else None, what=f"delete {name}")
+    except CliError as exc:
+        alarm_ids = (exc.detail or {}).get("alarm_ids")
+        if alarm_ids:
+            raise CliError(f"{name} is evidence: alarm{'s' if len(alarm_ids) > 1 else ''} {', '.join(alarm_ids)} "
+                           "not cleared; clear them first, or use --force", exc.code) from None
+        raise
+    info(f"deleted {name} of {imei}")

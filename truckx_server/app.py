@@ -19,14 +19,14 @@ import tornado.web
 from . import config, listener, logs, migrate
 from .config import Settings
 from .handlers import (alarms, audit, commands, console, device_socket, devices, events, locations, openapi, ops,
-                       sessions, users, videos)
+                       retention, sessions, trips, users, videos)
 from .handlers.base import NotFoundHandler
 from .wiring import Node
 
 log = logging.getLogger("truckx")
 
-ROUTE_MODULES = [ops, openapi, devices, users, sessions, alarms, locations, commands, videos, device_socket, events,
-                 console, audit]
+ROUTE_MODULES = [ops, openapi, devices, users, sessions, alarms, locations, trips, commands, videos, retention,
+                 device_socket, events, console, audit]
 
 
 def routes() -> list:

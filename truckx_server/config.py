@@ -118,6 +118,15 @@ class Settings:
     trusted_proxies: tuple[Network, ...] = ()
     #: admin event feeds one user may hold open on one process; a newer one closes the oldest (4409)
     max_feeds_per_user: int = 8
+    #: retention: points, videos (unless evidence) and cleared alarms older than this many days are
+    #: deleted by background passes; 0 keeps them forever
+    retain_locations_days: int = 0
+    retain_videos_days: int = 0
+    retain_alarms_days: int = 0
+    #: seconds between retention passes (the first runs 10 s after start)
+    retention_interval_s: int = 3600
+    #: trips and stops: a stop is at least this long below 5 km/h, or a gap in reports this long
+    stop_min_s: int = 300
     migrate_on_start: bool = True
     #: open connections at most; 0: derived from the file-descriptor limit (RLIMIT_NOFILE) with headroom
     max_connections: int = 0
@@ -162,11 +171,15 @@ class Settings:
         for name in ("batch_max_points", "batch_interval_ms", "batch_queue_points", "max_video_bytes",
                      "max_ws_message_bytes", "device_token_ttl_s", "admin_token_ttl_s", "command_ttl_s",
                      "sql_pool_size", "login_rate_per_min", "device_login_rate_per_min", "max_feeds_per_user",
-                     "ws_write_buffer_bytes", "header_timeout_s", "body_idle_timeout_s"):
+                     "ws_write_buffer_bytes", "header_timeout_s", "body_idle_timeout_s", "retention_interval_s",
+                     "stop_min_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
         if self.max_connections < 0:
             raise ConfigError("max_connections must be 0 (from the file-descriptor limit) or positive")
+        for name in ("retain_locations_days", "retain_videos_days", "retain_alarms_days"):
+            if not 0 <= getattr(self, name) <= 100_000:
+                raise ConfigError(f"{name} must be 0 (keep forever) or a number of days up to 100000")
         if self.batch_queue_points < self.batch_max_points:
             raise ConfigError("batch_queue_points must be at least batch_max_points")
         for url_name in ("sql_url", "locations_url"):
@@ -220,6 +233,13 @@ _OPTIONS: dict[str, tuple[type | Callable[[str], Any], str]] = {
     "tile_url": (str, "map tile URL template of the console ({z}/{x}/{y}, optional {s}); default OpenStreetMap's"),
     "media_workers": (int, "videos read at once for metadata and thumbnails, one child process each (0: off)"),
     "media_timeout_s": (float, "time limit of reading one video's metadata and thumbnail, seconds"),
+    "retain_locations_days": (int, "delete location points older than this many days (0: keep forever)"),
+    "retain_videos_days": (int, "delete videos uploaded more than this many days ago, unless attached to an "
+                                "alarm that is not cleared (0: keep forever)"),
+    "retain_alarms_days": (int, "delete cleared alarms whose ts is older than this many days (0: keep forever)"),
+    "retention_interval_s": (int, "seconds between retention passes (the first runs 10 s after start)"),
+    "stop_min_s": (int, "trips and stops: a stop lasts at least this many seconds below 5 km/h, or is a gap "
+                        "in reports this long"),
 }
 
 

@@ -36,6 +36,9 @@ class Metrics:
         self.queue_points = Gauge("truckx_location_queue_points", "Location points waiting to be written", registry=r)
         self.video_probes = Counter("truckx_video_probes", "Videos read for metadata and a thumbnail, by outcome "
                                     "(video, not_video, timeout, failed)", ["outcome"], registry=r)
+        #: kind: locations, alarms or videos (a closed set)
+        self.retention_removed = Counter("truckx_retention_removed", "Items deleted by retention passes", ["kind"],
+                                         registry=r)
 
 
     MESSAGE_KINDS = ("location", "locations", "command_result", "ping", "binary", "invalid", "unknown")

@@ -206,7 +206,7 @@ def imei_list(values: Sequence[str]) -> list[str]:
 AUDIT_DETAIL_MAX = 2048
 AUDIT_TEXT_MAX = 200
 AUDIT_LIST_MAX = 20
-AUDIT_TARGET_MAX = 128
+AUDIT_TARGET_MAX = 192
 #: keys a detail may never carry (a secret must not reach the audit log, even by mistake)
 _SECRET_KEY = re.compile("secret|password|token|hash", re.IGNORECASE)
 

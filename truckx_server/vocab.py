@@ -46,6 +46,7 @@ AUDIT_ACTIONS = (
     "alarm.clear",           # alarm id
     "command.send",          # command id
     "command.cancel",        # command id
+    "video.delete",          # imei/name
 )
 
 #: events on the admin feed (and the bus)

@@ -22,6 +22,8 @@ from .domain.devices import DeviceService
 from .domain.events import EventService
 from .domain.locations import LocationService
 from .domain.sessions import SessionService
+from .domain.retention import RetentionPolicy, RetentionService
+from .domain.trips import TripService
 from .domain.users import UserService
 from .domain.videos import VideoService
 from .hub import Hub
@@ -76,6 +78,12 @@ class Node:
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes, self.media)
 
+        self.trips = TripService(self.location_store, self.sql.alarms, self.sql.devices, settings.stop_min_s)
+        self.retention = RetentionService(
+            self.sql.retention, self.location_store, self.video_store,
+            RetentionPolicy(settings.retain_locations_days, settings.retain_videos_days, settings.retain_alarms_days),
+            settings.retention_interval_s, metrics)
+
         # the location hot path: group commit with cumulative acks
         self.batcher = LocationBatcher(
             self.location_store, max_points=settings.batch_max_points, interval_ms=settings.batch_interval_ms,
@@ -101,6 +109,8 @@ class Node:
         await self.bus.start()
         self.batcher.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        if self.retention.policy.enabled:
+            self._tasks.append(asyncio.create_task(self.retention.run_forever(), name="retention"))
 
     def _tighten_permissions(self) -> None:
         """An older version left the data readable by others: make it private (logged once)."""

@@ -2,7 +2,7 @@
 and an index for the admin's command list
 
 Revision ID: 0004
-Revises: 0007 (chained after the console's migration, which reached main first; it had revised 0003)
+Revises: 0008 (chained after the console's and retention's migrations, which reached main first)
 Create Date: 2026-11-28
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from sqlalchemy.dialects import mysql
 
 revision = "0004"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -30,7 +30,7 @@ def upgrade() -> None:
         sa.Column("at", Timestamp, nullable=False),
         sa.Column("actor", sa.String(64), nullable=False),
         sa.Column("action", sa.String(32), nullable=False),
-        sa.Column("target", sa.String(128), nullable=False),
+        sa.Column("target", sa.String(192), nullable=False),
         sa.Column("detail", JsonText, nullable=True),
         **MYSQL,
     )

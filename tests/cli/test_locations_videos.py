@@ -86,11 +86,16 @@ def test_geojson_and_csv_exports(env: Env, track: Track, limit: str) -> None:
     env.ok("locations", "track", track.dev.imei, "-o", str(gj), "--limit", limit)  # format from the suffix
     doc = json.loads(gj.read_text())
     assert doc["type"] == "FeatureCollection"
-    fixes = [f for f in doc["features"] if f["geometry"]["type"] == "Point"]
-    lines = [f for f in doc["features"] if f["geometry"]["type"] == "LineString"]
-    assert len(fixes) == len(track.points) and len(lines) == 1
-    assert [c[:2] for c in lines[0]["geometry"]["coordinates"]] == \
+    assert [f["geometry"]["type"] for f in doc["features"]] == ["LineString"]  # one kind: the line
+    line = doc["features"][0]
+    assert [c[:2] for c in line["geometry"]["coordinates"]] == \
         [[pytest.approx(p["lon"]), pytest.approx(p["lat"])] for p in track.points]
+    assert line["properties"]["times"] == [p["ts"] for p in track.points]
+    pts = env.tmp / f"p-{limit}.geojson"
+    env.ok("locations", "track", track.dev.imei, "-o", str(pts), "--limit", limit, "--geojson-kind", "points")
+    fixes = json.loads(pts.read_text())["features"]
+    assert {f["geometry"]["type"] for f in fixes} == {"Point"}
+    assert [f["properties"]["ts"] for f in fixes] == [p["ts"] for p in track.points]
 
     out = env.ok("locations", "track", track.dev.imei, "-f", "csv", "--limit", limit).stdout
     rows = list(csv.DictReader(io.StringIO(out)))

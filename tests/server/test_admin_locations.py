@@ -1,5 +1,5 @@
-"""Admin locations: a device's track (json paged, geojson, gpx, csv; ascending time; since/until) and
-the latest position of every device."""
+"""Admin locations: a device's track (json paged, geojson of one kind, gpx, csv; ascending time;
+since/until) and the latest position of every device. (Trip splitting of gpx and kml: test_trips.py.)"""
 
 from __future__ import annotations
 
@@ -65,15 +65,19 @@ async def test_track_geojson_gpx_csv(api: RunningServer) -> None:
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/geo+json")
     fc = r.json()
     assert fc["type"] == "FeatureCollection" and fc["next_cursor"]
-    line = [f for f in fc["features"] if f["geometry"]["type"] == "LineString"]
-    fixes = [f for f in fc["features"] if f["geometry"]["type"] == "Point"]
-    assert len(line) == 1 and [c[:2] for c in line[0]["geometry"]["coordinates"]] == \
-        [[p["lon"], p["lat"]] for p in points[:4]]
+    # one kind of feature: by default the track's LineString, with a time per position
+    assert [f["geometry"]["type"] for f in fc["features"]] == ["LineString"]
+    line = fc["features"][0]
+    assert [c[:2] for c in line["geometry"]["coordinates"]] == [[p["lon"], p["lat"]] for p in points[:4]]
+    assert line["properties"]["times"] == [p["ts"] for p in points[:4]]
+    r = await api.http.get(url, params={"format": "geojson", "limit": 4, "geojson_kind": "points"}, headers=headers)
+    fixes = r.json()["features"]
+    assert {f["geometry"]["type"] for f in fixes} == {"Point"}
     assert [f["properties"]["ts"] for f in fixes] == [p["ts"] for p in points[:4]]
     assert fixes[1]["geometry"]["coordinates"] == [points[1]["lon"], points[1]["lat"], 100.5]
-    r = await api.http.get(url, params={"format": "geojson", "cursor": fc["next_cursor"]}, headers=headers)
-    assert [f["properties"]["ts"] for f in r.json()["features"] if f["geometry"]["type"] == "Point"] == \
-        [p["ts"] for p in points[4:]]
+    r = await api.http.get(url, params={"format": "geojson", "cursor": fc["next_cursor"], "geojson_kind": "points"},
+                           headers=headers)
+    assert [f["properties"]["ts"] for f in r.json()["features"]] == [p["ts"] for p in points[4:]]
     assert r.json()["next_cursor"] is None
 
     r = await api.http.get(url, params={"format": "gpx"}, headers=headers)
@@ -93,14 +97,14 @@ async def test_track_geojson_gpx_csv(api: RunningServer) -> None:
     assert [row["ts"] for row in rows] == [p["ts"] for p in points[:5]]
     assert rows[1]["alt_m"] == "100.5" and rows[0]["alt_m"] == "" and float(rows[2]["speed_kmh"]) == 52.0
 
-    r = await api.http.get(url, params={"format": "kml"}, headers=headers)
+    r = await api.http.get(url, params={"format": "kmz"}, headers=headers)
     assert r.status_code == 400 and "format" in r.json()["error"]["message"]
 
 
 async def test_track_of_an_empty_or_unknown_device(api: RunningServer) -> None:
     headers = await api.admin_headers()
     dev = await api.register(login=False)
-    for fmt in ("json", "geojson", "gpx", "csv"):
+    for fmt in ("json", "geojson", "gpx", "kml", "csv"):
         r = await api.http.get(f"/api/v1/admin/devices/{dev.imei}/locations", params={"format": fmt}, headers=headers)
         assert r.status_code == 200, fmt
     r = await api.http.get(f"/api/v1/admin/devices/{dev.imei}/locations", params={"format": "gpx"}, headers=headers)

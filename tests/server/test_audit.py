@@ -12,7 +12,8 @@ import pytest
 from tests.support import RunningServer, new_imei
 from tests.server.support import VIEWER_PASSWORD, make_user, report_alarm
 from truckx_server import vocab
-from truckx_server.models import AUDIT_DETAIL_MAX, AUDIT_TEXT_MAX, AuditEntry, audit_detail, parse_time
+from truckx_server.models import (AUDIT_DETAIL_MAX, AUDIT_TARGET_MAX, AUDIT_TEXT_MAX, AuditEntry, audit_detail,
+                                  parse_time)
 
 
 async def audit(api: RunningServer, **params: Any) -> list[dict[str, Any]]:
@@ -60,6 +61,10 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
                         json={"command": "set_report_interval", "args": {"seconds": 9}}, headers=op)
     cmd = r.json()["id"]
     assert (await http.delete(f"/api/v1/admin/commands/{cmd}", headers=op)).status_code == 200
+    r = await http.put("/api/v1/device/videos/clip.mp4", content=b"x" * 100,
+                       headers={"Authorization": f"Bearer {dev.token}"})
+    assert r.status_code == 201
+    assert (await http.delete(f"/api/v1/admin/devices/{dev.imei}/videos/clip.mp4", headers=ada)).status_code == 204
 
     entries = await audit(api)
     times = [parse_time(e["at"]) for e in entries]
@@ -84,6 +89,7 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
         ("opie", "alarm.clear", alarm["id"]),
         ("opie", "command.send", cmd),
         ("opie", "command.cancel", cmd),
+        ("ada", "video.delete", f"{dev.imei}/clip.mp4"),
     ]
     assert {a for _actor, a, _t in got} == set(vocab.AUDIT_ACTIONS)  # every action seen
     by = {(e["action"], e["target"]): e for e in entries}
@@ -94,6 +100,8 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
     assert by[("command.send", cmd)]["detail"] == {"imei": three, "command": "set_report_interval",
                                                   "args": {"seconds": 9}, "ttl_s": 3600}
     assert by[("command.cancel", cmd)]["detail"] == {"imei": three, "command": "set_report_interval"}
+    assert by[("video.delete", f"{dev.imei}/clip.mp4")]["detail"] == {
+        "imei": dev.imei, "name": "clip.mp4", "size": 100, "complete": True, "evidence": [], "forced": False}
     note = by[("alarm.ack", alarm["id"])]["detail"]["note"]
     assert len(note) == AUDIT_TEXT_MAX and note.startswith("nnn")  # bounded
 
@@ -154,7 +162,7 @@ async def test_a_failed_change_leaves_no_entry(api: RunningServer) -> None:
 
 def test_audit_entries_bound_their_detail_and_refuse_secrets() -> None:
     entry = AuditEntry("ann", "device.rename", "x" * 500, {"name": "n" * 5000, "list": list(range(100))})
-    assert len(entry.target) == 128 and len(entry.detail["name"]) == AUDIT_TEXT_MAX
+    assert len(entry.target) == AUDIT_TARGET_MAX and len(entry.detail["name"]) == AUDIT_TEXT_MAX
     assert len(entry.detail["list"]) == 21 and entry.detail["list"][-1] == "\u2026"
     huge = audit_detail({f"k{i}": "v" * 199 for i in range(100)})
     assert huge == {"truncated": True}

@@ -129,9 +129,14 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     await http.post(f"/api/v1/admin/alarms/{alarm['id']}/ack", json={"note": "ok"}, headers=admin)
     await http.post(f"/api/v1/admin/alarms/{alarm['id']}/clear", headers=admin)
 
-    for fmt in ("json", "geojson", "gpx", "csv"):
+    for fmt in ("json", "geojson", "gpx", "kml", "csv"):
         r = await http.get(f"/api/v1/admin/devices/{dev.imei}/locations", params={"format": fmt}, headers=admin)
         assert r.status_code == 200
+    for what in ("trips", "stops"):
+        r = await http.get(f"/api/v1/admin/devices/{dev.imei}/{what}", params={"since": "2025-12-31T00:00:00Z",
+                                                                            "until": "2026-01-02T00:00:00Z"},
+                           headers=admin)
+        assert r.status_code == 200 and r.json() == {"items": []}
     await http.get("/api/v1/admin/locations/latest", headers=admin)
 
     r = await http.get(f"/api/v1/admin/devices/{dev.imei}/videos", headers=admin)
@@ -142,6 +147,10 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     assert r.status_code == 206 and r.content == data[:10]
     r = await http.head(f"/api/v1/admin/devices/{dev.imei}/videos/a.mp4", headers=admin)
     assert r.status_code == 200
+    r = await http.delete(f"/api/v1/admin/devices/{dev.imei}/videos/b.mp4", headers=admin)
+    assert r.status_code == 204, r.text
+    r = await http.get("/api/v1/admin/storage", headers=admin)
+    assert r.status_code == 200 and r.json()["videos"]["count"] == 1
 
     r = await http.post(f"/api/v1/admin/devices/{dev.imei}/commands", json={"command": "reset"}, headers=admin)
     assert r.status_code == 202
@@ -168,7 +177,7 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     await wait_for_thumbnail(api, dev.imei, "clip.mp4", admin)
     await http.get(f"/api/v1/admin/devices/{dev.imei}/videos/a.mp4/thumbnail", headers=admin)  # 404: no video
     r = await http.get("/api/v1/admin/videos", params={"imei": dev.imei, "complete": "true"}, headers=admin)
-    assert r.status_code == 200 and len(r.json()["items"]) == 3
+    assert r.status_code == 200 and len(r.json()["items"]) == 2  # a.mp4 and clip.mp4 (b.mp4 was deleted)
 
     # the console and its browser session (httpx keeps the cookies)
     await http.get("/")

@@ -162,6 +162,20 @@ async def test_thumbnails_live_where_no_video_name_reaches(server: RunningServer
     assert sorted(p.name for p in (root / dev.imei).iterdir()) == ["clip.mp4", "clip.mp4.jpg"]
 
 
+async def test_deleting_a_video_deletes_its_thumbnail(server: RunningServer) -> None:
+    admin = await server.admin_headers()
+    dev = await server.register()
+    await upload(server, dev.token, "gone.mp4", h264_mp4(2.0, 320, 240))
+    await wait_for_thumbnail(server, dev.imei, "gone.mp4", admin)
+    thumb = server.settings.resolved_video_dir / THUMBS_DIR / dev.imei / "gone.mp4.jpg"
+    assert thumb.is_file()
+    r = await server.http.delete(f"/api/v1/admin/devices/{dev.imei}/videos/gone.mp4", headers=admin)
+    assert r.status_code == 204, r.text
+    assert not thumb.exists()
+    r = await server.http.get(f"/api/v1/admin/devices/{dev.imei}/videos/gone.mp4/thumbnail", headers=admin)
+    assert r.status_code == 404
+
+
 # -- the prober's bounds (real child processes) ------------------------------------------------------
 
 

@@ -169,3 +169,40 @@ async def test_mongo_store_down_is_unavailable_quickly() -> None:
         await store.ping()
     assert loop.time() - started < 5
     await store.close()
+
+
+async def test_delete_before_removes_the_oldest_in_bounded_batches(location_store: LocationStore) -> None:
+    a, b = new_imei(), new_imei()
+    await location_store.write([pt(a, i) for i in range(20)] + [pt(a, 20.000001), pt(b, 0), pt(b, 100)])
+    cutoff = T0 + dt.timedelta(seconds=10.5)
+    assert sorted(await location_store.devices()) == sorted([a, b])
+    assert await location_store.delete_before(a, cutoff, 4) == 4  # the four oldest
+    assert [p.ts for p in await location_store.track(a, None, None, 100)][:2] == [T0 + dt.timedelta(seconds=4),
+                                                                                  T0 + dt.timedelta(seconds=5)]
+    assert await location_store.delete_before(a, cutoff, 4) == 4
+    assert await location_store.delete_before(a, cutoff, 4) == 3  # fewer than asked: nothing older is left
+    assert await location_store.delete_before(a, cutoff, 4) == 0
+    kept = await location_store.track(a, None, None, 100)
+    assert [p.ts for p in kept] == [T0 + dt.timedelta(seconds=i) for i in range(11, 20)] + [
+        T0 + dt.timedelta(seconds=20.000001)]
+    # the cutoff is exact to the microsecond, and the other device is untouched
+    assert await location_store.delete_before(a, T0 + dt.timedelta(seconds=20.000001), 100) == 9
+    assert [p.ts for p in await location_store.track(a, None, None, 100)] == [T0 + dt.timedelta(seconds=20.000001)]
+    assert len(await location_store.track(b, None, None, 100)) == 2
+    # deleting every point keeps the device's latest position
+    assert await location_store.delete_before(a, T0 + dt.timedelta(days=1), 100) == 1
+    assert [p.ts for p in await location_store.latest([a])] == [T0 + dt.timedelta(seconds=20.000001)]
+
+
+async def test_stats_count_exactly_and_find_the_oldest(location_store: LocationStore) -> None:
+    empty = await location_store.stats()
+    assert empty["count"] == 0 and empty["oldest"] is None
+    a, b = new_imei(), new_imei()
+    await location_store.write([pt(a, i) for i in range(1, 30)] + [pt(b, 0.5), pt(b, 7)])
+    await location_store.write([pt(a, 3)])  # a resend counts once
+    stats = await location_store.stats()
+    assert stats["count"] == 31 and stats["oldest"] == T0 + dt.timedelta(seconds=0.5)
+    assert stats["bytes"] > 0
+    await location_store.delete_before(b, T0 + dt.timedelta(seconds=1), 10)
+    stats = await location_store.stats()
+    assert stats["count"] == 30 and stats["oldest"] == T0 + dt.timedelta(seconds=1)

@@ -20,7 +20,7 @@ from ..vocab import AUDIT_ACTIONS
 
 #: at most this many values per repeatable filter
 MAX_FILTER_VALUES = 100
-FILTER_VALUE_MAX = 128
+FILTER_VALUE_MAX = 192
 
 
 def audit_json(row: dict[str, Any]) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from ..bus import Bus
 from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooLarge, TruckxError, Unauthorized
 from ..media import MediaInfo, MediaProber, ProbeSkipped
 from ..metrics import Metrics
-from ..models import format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name, validate_imei
+from ..models import AuditEntry, format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name, validate_imei
 from ..storage.base import PartWriter, VideoStore
 from ..storage.sql.devices import DeviceRows
 from ..storage.sql.videos import VideoRows
@@ -332,6 +332,32 @@ class VideoService:
             raise NotFound(f"no complete video {name} for device {imei}")
         row = await self._indexed(imei, name, size)
         return {"name": name, "size": size, "sha256": row["sha256"], "uploaded_at": row["uploaded_at"]}
+
+    async def delete(self, imei: str, name: str, force: bool, actor: str) -> dict[str, Any]:
+        """An admin deletes a video: its object, any part and its index row (with its audit entry, in the
+        row's transaction). Evidence (named by an alarm that is not cleared) is refused (409, with those
+        ``alarm_ids``) unless ``force``; so is a video whose upload runs on this process (409: the device
+        is sending it, delete it once that ends). 404 when there is nothing of it. Returns what was
+        deleted."""
+        imei, name = validate_imei(imei), validate_file_name(name)
+        if self.store.is_busy(imei, name):
+            raise Conflict("an upload of this video is in progress; delete it once the upload has ended")
+        row = await self.rows.get(imei, name)
+        size = await self.store.object_size(imei, name)
+        part = await self.store.part_size(imei, name)
+        if row is None and size is None and not part:
+            raise NotFound(f"no video {name} for device {imei}")
+        evidence = await self.rows.evidence(imei, name)
+        if evidence and not force:
+            raise Conflict("this video is evidence: alarms that are not cleared name it; clear them first, or "
+                           "delete with force=true", alarm_ids=evidence)
+        # the bytes first: a crash in between leaves an index row without an object, which lists as
+        # gone on download (404) and is dropped by the next delete; never bytes without a row
+        await self.store.delete(imei, name)
+        deleted = {"imei": imei, "name": name, "size": size if size is not None else part,
+                   "complete": size is not None, "evidence": evidence, "forced": bool(evidence)}
+        await self.rows.delete(imei, name, AuditEntry(actor, "video.delete", f"{imei}/{name}", deleted))
+        return deleted
 
     def read(self, imei: str, name: str, start: int, end: int, chunk_size: int) -> Any:
         """The bytes ``start <= i < end`` of a complete video, as an async iterator of chunks."""

@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from ..domain.events import EventService
     from ..domain.locations import LocationService
     from ..domain.sessions import SessionService
+    from ..domain.retention import RetentionService
+    from ..domain.trips import TripService
     from ..domain.users import UserService
     from ..domain.videos import VideoService
     from ..wiring import Node
@@ -197,6 +199,14 @@ class ApiMixin:
     @property
     def audit(self) -> "AuditService":
         return self.node.audit
+
+    @property
+    def retention(self) -> "RetentionService":
+        return self.node.retention
+
+    @property
+    def trips(self) -> "TripService":
+        return self.node.trips
 
     @property
     def client_address(self) -> str:

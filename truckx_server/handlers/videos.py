@@ -11,6 +11,7 @@ Admin plane (roles admin and viewer)::
     GET       /api/v1/admin/videos                                 every device's videos, newest first, filters
     GET       /api/v1/admin/devices/{imei}/videos                  keyset-paged listing
     GET/HEAD  /api/v1/admin/devices/{imei}/videos/{name}           the bytes, streamed, with Range / ETag
+    DELETE    /api/v1/admin/devices/{imei}/videos/{name}           (admin) the video; evidence needs ?force=true
     GET       /api/v1/admin/devices/{imei}/videos/{name}/thumbnail  a JPEG frame (404 until made)
 
 Handlers parse and serialise; the upload's life cycle is in ``domain/videos.py`` and every file
@@ -29,9 +30,9 @@ from tornado.http1connection import HTTP1ConnectionParameters
 from tornado.iostream import IOStream, StreamClosedError
 
 from ..errors import InvalidArgument, PayloadTooLarge, TruckxError
-from ..models import validate_file_name, validate_imei
+from ..models import parse_bool, validate_file_name, validate_imei
 from ..storage.base import PartWriter
-from ..vocab import READ
+from ..vocab import READ, WRITE
 from .base import AdminHandler, DeviceHandler
 _SHA256_RE = re.compile(r"[0-9a-fA-F]{64}")
 #: the connection-level body limit while a video streams in: the handler counts the bytes itself and
@@ -292,7 +293,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
 
 
 class AdminVideoHandler(AdminHandler):
-    roles = {"GET": READ, "HEAD": READ}
+    roles = {"GET": READ, "HEAD": READ, "DELETE": WRITE}
 
     def initialize(self) -> None:
         super().initialize()
@@ -303,6 +304,11 @@ class AdminVideoHandler(AdminHandler):
 
     async def head(self, imei: str, name: str) -> None:
         await self._serve(imei, name, body=False)
+
+    async def delete(self, imei: str, name: str) -> None:
+        force = parse_bool(self.get_query_argument("force", None), "force") or False
+        await self.videos.delete(imei, name, force, self.actor)
+        self.write_no_content()
 
     async def _serve(self, imei: str, name: str, body: bool) -> None:
         imei, name = validate_imei(imei), validate_file_name(name)

@@ -14,10 +14,10 @@ import functools
 import json
 from typing import Any
 
-from . import alarms, audit, commands, console, devices, locations, ops, users, videos
+from . import alarms, audit, commands, console, devices, locations, ops, retention, trips, users, videos
 from .common import DEVICE, READ, VERSION
 
-MODULES = (ops, devices, users, alarms, locations, commands, videos, console, audit)
+MODULES = (ops, devices, users, alarms, locations, trips, commands, videos, retention, console, audit)
 
 WEBSOCKETS = {
     "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "

@@ -11,7 +11,8 @@ SCHEMAS: dict[str, Any] = {
     "AuditEntry": obj(["at", "actor", "action", "target", "detail"], {
         "at": TIME, "actor": {"type": "string", "description": "the user who made the change"},
         "action": {"enum": AUDIT_ACTIONS},
-        "target": {"type": "string", "description": "what changed: an IMEI, a user name, an alarm or command id"},
+        "target": {"type": "string", "description": "what changed: an IMEI, a user name, an alarm or command id, "
+                                                        "IMEI/name of a video"},
         "detail": {"type": ["object", "null"], "description": "what the change set (never a secret); at most "
                                                               "2 KiB of JSON"}}),
     "AuditPage": page_of("AuditEntry"),
@@ -24,7 +25,7 @@ PATHS: dict[str, Any] = {
                                                        "maxItems": 100}, "repeatable", explode=True),
                               param("action", "query", {"type": "array", "items": {"enum": AUDIT_ACTIONS}},
                                     "repeatable", explode=True),
-                              param("target", "query", {"type": "array", "items": {"type": "string", "maxLength": 128},
+                              param("target", "query", {"type": "array", "items": {"type": "string", "maxLength": 192},
                                                         "maxItems": 100}, "repeatable", explode=True),
                               param("since", "query", TIME, "inclusive lower bound of at (RFC 3339)"),
                               param("until", "query", TIME, "exclusive upper bound of at (RFC 3339)"),

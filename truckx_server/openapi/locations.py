@@ -21,7 +21,9 @@ SCHEMAS: dict[str, Any] = {
             "type": {"const": "Feature"},
             "geometry": obj(["type", "coordinates"], {"type": {"enum": ["LineString", "Point"]},
                                                       "coordinates": {"type": "array"}}),
-            "properties": {"type": "object"}})},
+            "properties": {"type": "object"}}),
+            "description": "geojson_kind=line: one LineString (properties: times, speeds_kmh, one per position), "
+                           "or one Point for a page of a single fix; geojson_kind=points: one Point per fix"},
         "next_cursor": {"type": ["string", "null"], "description": "foreign member: the next page's cursor"}}),
 }
 
@@ -29,16 +31,22 @@ PATHS: dict[str, Any] = {
     "/api/v1/admin/devices/{imei}/locations": {
         "parameters": [PATH_IMEI],
         "get": op("A device's track, oldest first", READ, {200: {
-            "description": "json: a page; geojson: a FeatureCollection (next_cursor as a foreign member); "
-                           "gpx: GPX 1.1; csv: header row then one row per fix. X-Next-Cursor carries the "
-                           "next page's cursor in every format.",
+            "description": "json: a page; geojson: a FeatureCollection of one kind of feature (next_cursor as a "
+                           "foreign member); csv: header row then one row per fix; X-Next-Cursor carries the "
+                           "next page's cursor in these. gpx (GPX 1.1, one trkseg per trip, speed and course in "
+                           "Garmin's TrackPointExtension v2) and kml (KML 2.2, a LineString per trip and a Point "
+                           "per stop) hold the whole window, streamed: not paged (a cursor is refused).",
             "headers": {"X-Next-Cursor": {"schema": {"type": "string"}}},
             "content": {JSON: {"schema": ref("LocationPage")},
                         "application/geo+json": {"schema": ref("GeoJsonTrack")},
                         "application/gpx+xml": {"schema": {"type": "string"}},
+                        "application/vnd.google-earth.kml+xml": {"schema": {"type": "string"}},
                         "text/csv": {"schema": {"type": "string"}}}}},
             parameters=[SINCE, UNTIL, LIMIT, CURSOR,
-                        param("format", "query", {"enum": ["json", "geojson", "gpx", "csv"], "default": "json"})],
+                        param("format", "query", {"enum": ["json", "geojson", "gpx", "kml", "csv"],
+                                                  "default": "json"}),
+                        param("geojson_kind", "query", {"enum": ["line", "points"], "default": "line"},
+                              "geojson: the track as one LineString with per-point times (line), or a Point per fix")],
             errors=(404,), op_id="deviceTrack", tags=ADMIN),
     },
     "/api/v1/admin/locations/latest": {

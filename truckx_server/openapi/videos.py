@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .common import (ADMIN, CURSOR, DEVICE, DEVICE_PLANE, FILE_NAME, IMEI, IMEIS, JSON, LIMIT, PATH_IMEI, PATH_NAME,
-                     READ, SINCE, TIME, UNTIL, json_response, nullable, obj, op, page_of, param, ref)
+                     READ, SINCE, TIME, UNTIL, WRITE, json_response, nullable, obj, op, page_of, param, ref)
 
 
 _DOWNLOAD_HEADERS = [param("Range", "header", {"type": "string"}, "one bytes= range"),
@@ -95,5 +95,12 @@ PATHS: dict[str, Any] = {
                   parameters=_DOWNLOAD_HEADERS, errors=(404,), op_id="downloadVideo", tags=ADMIN),
         "head": op("A video's size, ETag and type, without the bytes", READ, download_responses(),
                    parameters=_DOWNLOAD_HEADERS, errors=(404,), op_id="videoInfo", tags=ADMIN),
+        "delete": op("Delete a video", WRITE, {204: {"description": "deleted: the object, any part, the index row"}},
+                     parameters=[param("force", "query", {"type": "boolean", "default": False},
+                                       "delete it even when it is evidence")],
+                     errors=(404, 409), op_id="deleteVideo", tags=ADMIN,
+                     description="409 when the video is evidence (an alarm that is not cleared names it; the "
+                                 "error carries those alarm_ids) and force is not true, or while an upload of it "
+                                 "runs on the process answering. Audited."),
     },
 }

@@ -46,6 +46,18 @@ class LocationStore(Protocol):
     async def latest(self, imeis: Sequence[str] | None = None) -> list[LocationPoint]:
         """The newest point of every device (or of the given ones)."""
 
+    async def devices(self) -> list[str]:
+        """Every IMEI that has stored points (retention walks them)."""
+
+    async def delete_before(self, imei: str, before: dt.datetime, limit: int) -> int:
+        """Delete at most ``limit`` of the device's oldest points with ``ts < before``, in one short
+        write; returns how many went (fewer than ``limit``: nothing older is left). The device's newest
+        point (``latest``) is kept."""
+
+    async def stats(self) -> dict[str, Any]:
+        """``{count, bytes, oldest}``: the exact number of points, an estimate of the bytes they take
+        and the ``ts`` of the oldest (None when empty). Runs without holding up writes."""
+
 
 class UploadClaim(Protocol):
     """The right to write one video (one upload of a file at a time). A context manager: leaving the
@@ -118,5 +130,9 @@ class VideoStore(Protocol):
 
     async def get_thumbnail(self, imei: str, name: str) -> bytes | None:
         """The thumbnail of a video (a few KiB), None when there is none."""
+    async def delete(self, imei: str, name: str) -> bool:
+        """Remove the complete object (imei, name), its thumbnail, and any part of it that no upload on
+        this process is writing; True when something was removed. Deleting what is not there is not an
+        error."""
 
     async def aclose(self) -> None: ...

@@ -28,6 +28,11 @@ Every call has a timeout (``timeoutMS``, client-side operation timeout) and tran
 surfacing as :class:`~truckx_server.errors.Unavailable`. Writes use ``w=majority, j=true``: :meth:`write`
 returns only once the server has confirmed them, which is what the ingest path's acks rely on.
 
+Retention (:meth:`delete_before`): per device, the ``_id`` of its oldest points below the cutoff (the
+index ``{imei, ts, tsu}``) then one ``delete_many`` of those ids, a bounded batch per call. Deleting
+from a time-series collection by ``_id`` needs MongoDB 7.0 or newer (earlier servers accept only
+deletes that filter on the meta field); regular collections and SecantusDB take it on any version.
+
 Sharded cluster: shard ``locations`` on ``{imei: 1, ts: 1}`` (time-series: ``{imei: 1, ts: 1}`` with
 the meta field first) and leave ``latest`` unsharded (one small document per device) or shard it on
 ``{_id: "hashed"}``.
@@ -84,6 +89,12 @@ def _point(doc: dict[str, Any]) -> LocationPoint:
     return LocationPoint(imei=doc["imei"], ts=ts + dt.timedelta(microseconds=doc.get("tsu", 0)),
                          lat=doc["lat"], lon=doc["lon"], speed_kmh=doc.get("speed_kmh"),
                          heading=doc.get("heading"), alt_m=doc.get("alt_m"), accuracy_m=doc.get("accuracy_m"))
+
+
+def _doc_us(doc: dict[str, Any]) -> int:
+    """A stored document's time in microseconds since the epoch."""
+    ts = doc["ts"]
+    return to_us(ts if ts.tzinfo is not None else ts.replace(tzinfo=UTC)) + doc.get("tsu", 0)
 
 
 def database_name(url: str) -> str:
@@ -343,3 +354,47 @@ class MongoLocationStore:
                                   speed_kmh=d.get("speed_kmh"), heading=d.get("heading"), alt_m=d.get("alt_m"),
                                   accuracy_m=d.get("accuracy_m")) for d in docs]
         return await self._retry(q, "latest")
+
+    # -- retention -------------------------------------------------------------------------------
+
+    async def devices(self) -> list[str]:
+        async def q() -> list[str]:
+            return [d["_id"] for d in await self._coll("latest").find({}, {"_id": 1}).sort("_id", ASCENDING).to_list()]
+        return await self._retry(q, "devices")
+
+    async def delete_before(self, imei: str, before: dt.datetime, limit: int) -> int:
+        cut_us = to_us(before)
+        # by the index to the cutoff's millisecond (see _stored_keys for "$lt + 1 ms"), then exactly
+        query = {"imei": imei, "ts": {"$lt": from_us(cut_us - cut_us % 1000) + _MS}}
+
+        async def q() -> int:
+            docs = await self._coll("locations").find(query, {"_id": 1, "ts": 1, "tsu": 1}).sort(
+                [("ts", ASCENDING), ("tsu", ASCENDING)]).limit(limit).to_list()
+            ids = [d["_id"] for d in docs if _doc_us(d) < cut_us]
+            if not ids:
+                return 0
+            result = await self._coll("locations").delete_many({"_id": {"$in": ids}})
+            return int(result.deleted_count)
+        return await self._retry(q, "delete")
+
+    async def stats(self) -> dict[str, Any]:
+        async def q() -> dict[str, Any]:
+            locations = self._coll("locations")
+            count = await locations.count_documents({})
+            oldest: dt.datetime | None = None
+            for imei in await self.devices():  # one index seek per device (the index leads with imei)
+                doc = await locations.find_one({"imei": imei}, {"_id": 0}, sort=[("ts", ASCENDING), ("tsu", ASCENDING)])
+                if doc is not None:
+                    first = _point(doc).ts
+                    if oldest is None or first < oldest:
+                        oldest = first
+            size: int | None = None
+            try:
+                info = await self.client[self.db_name].command({"collStats": "locations"})
+                size = int(info.get("storageSize") or info.get("size") or 0) + int(info.get("totalIndexSize") or 0)
+            except PyMongoError:
+                size = None
+            if not size and count:
+                size = count * 100  # no statistics: about 100 bytes a point
+            return {"count": int(count), "bytes": int(size or 0), "oldest": oldest}
+        return await self._retry(q, "stats")

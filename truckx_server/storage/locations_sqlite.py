@@ -4,6 +4,12 @@
 point a no-op, so duplicates never exist in storage. ``latest`` holds each device's newest point so that
 the fleet overview reads one row per device. Times are integer microseconds since the epoch.
 One aiosqlite connection (its own thread) does the writes, so the event loop never blocks on disk.
+Retention deletes through it too, a bounded batch per write, so a flush waits for one batch at most. A
+second connection (its own thread) does what must not queue behind or ahead of the writes: the counts of
+``stats`` (a scan of the table, which WAL lets read beside the writer), and, after each retention batch,
+a passive checkpoint that copies the deleted pages back into the database file, so that this work does
+not fall to the commits of the next location batches (the writer checkpoints at commit once the WAL
+holds 1000 pages).
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import aiosqlite
 
@@ -62,6 +68,8 @@ class SqliteLocationStore:
         self.timeout_s = timeout_s
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        #: opened on first use: long reads and checkpoints that must not queue behind (or ahead of) writes
+        self._side: aiosqlite.Connection | None = None
 
     async def open(self) -> None:
         privacy.private_file(self.path)  # before SQLite creates it (its journals take the file's mode)
@@ -74,6 +82,9 @@ class SqliteLocationStore:
         await self._db.commit()
 
     async def close(self) -> None:
+        if self._side is not None:
+            await self._side.close()
+            self._side = None
         if self._db is not None:
             await self._db.close()
             self._db = None
@@ -132,3 +143,53 @@ class SqliteLocationStore:
             args = list(imeis)
         async with self.db.execute(sql + " ORDER BY imei", args) as cur:
             return [_point(r) for r in await cur.fetchall()]
+
+    async def devices(self) -> list[str]:
+        async with self.db.execute("SELECT imei FROM latest ORDER BY imei") as cur:
+            return [r[0] for r in await cur.fetchall()]
+
+    async def delete_before(self, imei: str, before: dt.datetime, limit: int) -> int:
+        cutoff = to_us(before)
+        async with self._lock:
+            try:
+                cur = await self.db.execute(
+                    "DELETE FROM locations WHERE imei = ? AND ts IN "
+                    "(SELECT ts FROM locations WHERE imei = ? AND ts < ? ORDER BY ts LIMIT ?)",
+                    (imei, imei, cutoff, limit))
+                removed = cur.rowcount
+                await cur.close()
+                await self.db.commit()
+            except BaseException:
+                await self.db.rollback()
+                raise
+        if removed > 0:
+            await (await self._side_connection()).execute("PRAGMA wal_checkpoint(PASSIVE)")
+        return max(0, removed)
+
+    async def _side_connection(self) -> aiosqlite.Connection:
+        if self._side is None:
+            self._side = await aiosqlite.connect(self.path, timeout=self.timeout_s)
+        return self._side
+
+    async def stats(self) -> dict[str, Any]:
+        reader = await self._side_connection()
+        async with reader.execute("SELECT COUNT(*) FROM locations") as cur:
+            count = (await cur.fetchone())[0]  # type: ignore[index]
+        oldest: int | None = None
+        async with reader.execute("SELECT imei FROM latest") as cur:
+            imeis = [r[0] for r in await cur.fetchall()]
+        for imei in imeis:  # one index seek per device: the key is (imei, ts), so MIN(ts) alone would scan
+            async with reader.execute("SELECT MIN(ts) FROM locations WHERE imei = ?", (imei,)) as cur:
+                first = (await cur.fetchone())[0]  # type: ignore[index]
+            if first is not None and (oldest is None or first < oldest):
+                oldest = first
+        size: int | None
+        try:
+            async with reader.execute("SELECT SUM(pgsize) FROM dbstat WHERE name IN "
+                                      "('locations', 'sqlite_autoindex_locations_1')") as cur:
+                size = (await cur.fetchone())[0]  # type: ignore[index]
+        except aiosqlite.OperationalError:  # dbstat not compiled in: the file's used pages
+            async with reader.execute("SELECT (page_count - freelist_count) * page_size "
+                                      "FROM pragma_page_count, pragma_freelist_count, pragma_page_size") as cur:
+                size = (await cur.fetchone())[0]  # type: ignore[index]
+        return {"count": int(count), "bytes": int(size or 0), "oldest": from_us(oldest) if oldest is not None else None}

@@ -478,6 +478,27 @@ class FsVideoStore:
         with contextlib.suppress(FileNotFoundError):
             await aiofiles.os.unlink(self.part_path(imei, name))
 
+    async def delete(self, imei: str, name: str) -> bool:
+        """Unlink the complete object and, unless an upload of it runs on this process, its part; the
+        unlink of the object is made durable (fsync of its directory). True when a file went."""
+        target = self.object_path(imei, name)
+        removed = False
+        try:
+            await aiofiles.os.unlink(target)
+            removed = True
+            await asyncio.to_thread(_fsync_dir, target.parent)
+        except FileNotFoundError:
+            pass
+        with contextlib.suppress(FileNotFoundError):
+            await aiofiles.os.unlink(self.thumbnail_path(imei, name))  # the video's thumbnail goes with it
+        if not self.is_busy(imei, name):
+            try:
+                await aiofiles.os.unlink(self.part_path(imei, name))
+                removed = True
+            except FileNotFoundError:
+                pass
+        return removed
+
     # -- reading ---------------------------------------------------------------------------------
 
     async def sha256(self, imei: str, name: str) -> str:

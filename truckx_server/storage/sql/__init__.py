@@ -1,6 +1,6 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
 aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``, ``.sessions``,
-``.audit``."""
+``.retention``, ``.audit``."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
 from .sessions import SessionRows
+from .retention import RetentionRows
 from .users import UserRows
 from .videos import VideoRows
 
@@ -27,6 +28,7 @@ class SqlStore:
         self.videos = VideoRows(self.db)
         self.commands = CommandRows(self.db)
         self.sessions = SessionRows(self.db)
+        self.retention = RetentionRows(self.db)
         self.audit = AuditRows(self.db)
 
     async def ping(self) -> None:

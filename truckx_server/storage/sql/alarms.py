@@ -105,6 +105,16 @@ class AlarmRows:
             return rows
         return await self.db.run(q, write=False)
 
+    async def times(self, imei: str, since: dt.datetime, until: dt.datetime,
+                    limit: int) -> list[tuple[dt.datetime, str]]:
+        """``(ts, id)`` of the device's alarms with ``since <= ts <= until``, oldest first, at most ``limit``
+        (one query on the ``(imei, ts, id)`` index: the alarms of a window of trips)."""
+        rows = await self.db.all(sa.select(alarms.c.ts, alarms.c.id)
+                                 .where(alarms.c.imei == imei, alarms.c.ts >= to_db(since),
+                                        alarms.c.ts <= to_db(until))
+                                 .order_by(alarms.c.ts, alarms.c.id).limit(limit))
+        return [(r["ts"], r["id"]) for r in rows]
+
     async def ack(self, alarm_id: str, by: str, note: str | None, now: dt.datetime,
                   audit: AuditEntry | None = None) -> bool:
         """``active -> acknowledged`` (and ``audit`` written with it); False when the alarm is missing or

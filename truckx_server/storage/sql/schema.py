@@ -129,10 +129,33 @@ audit = sa.Table(
     sa.Column("at", Timestamp, nullable=False),
     sa.Column("actor", sa.String(64), nullable=False),
     sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("target", sa.String(192), nullable=False),
     sa.Column("detail", JsonText, nullable=True),
     sa.Index("ix_audit_at_id", "at", "id"),
     sa.Index("ix_audit_actor_at_id", "actor", "at", "id"),
     sa.Index("ix_audit_action_at_id", "action", "at", "id"),
     sa.Index("ix_audit_target_at_id", "target", "at", "id"),
+)
+
+#: named leases with an expiry: the holder of a lease does the work it names (one retention pass at a
+#: time across processes), taken with a conditional UPDATE (0008)
+leases = sa.Table(
+    "leases", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(128), nullable=False),
+    sa.Column("expires_at", Timestamp, nullable=False),
+)
+
+#: what each retention pass removed (the newest ones are kept; 0008)
+retention_passes = sa.Table(
+    "retention_passes", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("node", sa.String(128), nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=False),
+    sa.Column("complete", sa.Boolean, nullable=False),
+    sa.Column("removed_locations", sa.BigInteger, nullable=False),
+    sa.Column("removed_alarms", sa.BigInteger, nullable=False),
+    sa.Column("removed_videos", sa.BigInteger, nullable=False),
+    sa.Column("removed_video_bytes", sa.BigInteger, nullable=False),
 )

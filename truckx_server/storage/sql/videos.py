@@ -11,8 +11,10 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ...models import AuditEntry
+from .audit import record
 from .engine import SqlEngine, row_dict, to_db
-from .schema import alarm_files, videos
+from .schema import alarm_files, alarms, videos
 
 
 class VideoRows:
@@ -35,8 +37,12 @@ class VideoRows:
     async def get(self, imei: str, name: str) -> dict[str, Any] | None:
         return await self.db.one(sa.select(videos).where(videos.c.imei == imei, videos.c.name == name))
 
-    async def delete(self, imei: str, name: str) -> None:
-        await self.db.execute(videos.delete().where(videos.c.imei == imei, videos.c.name == name))
+    async def delete(self, imei: str, name: str, audit: AuditEntry | None = None) -> None:
+        """Drop the index row, and write ``audit`` in the same transaction."""
+        async def q(conn: AsyncConnection) -> None:
+            await conn.execute(videos.delete().where(videos.c.imei == imei, videos.c.name == name))
+            await record(conn, audit)
+        await self.db.run(q)
 
     async def set_media(self, imei: str, name: str, *, duration_s: float | None, width: int | None,
                         height: int | None, codec: str | None, thumbnail: bool, probed_at: dt.datetime) -> bool:
@@ -54,6 +60,14 @@ class VideoRows:
                                      sa.and_(videos.c.imei == after[0], videos.c.name > after[1])))
         rows = await self.db.all(stmt.order_by(videos.c.imei, videos.c.name).limit(limit))
         return [(r["imei"], r["name"], r["size"]) for r in rows]
+    async def evidence(self, imei: str, name: str) -> list[str]:
+        """The alarms naming (imei, name) that are not cleared: while there is one, the video is evidence."""
+        rows = await self.db.all(
+            sa.select(alarm_files.c.alarm_id)
+            .select_from(alarm_files.join(alarms, alarms.c.id == alarm_files.c.alarm_id))
+            .where(alarm_files.c.imei == imei, alarm_files.c.name == name, alarms.c.status != "cleared")
+            .order_by(alarm_files.c.alarm_id))
+        return [r["alarm_id"] for r in rows]
 
     async def page(self, imei: str, limit: int, after_name: str | None = None) -> list[dict[str, Any]]:
         """Videos of one device by name (keyset: names strictly after ``after_name``), each with
