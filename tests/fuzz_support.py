@@ -105,6 +105,9 @@ def seed(srv: ServerProcess, imeis: list[str]) -> Seeded:
         body = f"video {i}".encode()
         httpx.put(srv.url + f"/api/v1/device/videos/seed-{i}.mp4", content=body,
                   headers={**seeded.device(), "X-Content-SHA256": hashlib.sha256(body).hexdigest()}).raise_for_status()
+        # queued for a device that is offline: the command list has more than one page
+        httpx.post(srv.url + f"/api/v1/admin/devices/{imeis[0]}/commands", json={"command": "reset"},
+                   headers=headers).raise_for_status()
     # every paged list of the document whose only path parameter (if any) is the device
     lists = {template: template.replace("{imei}", device_imei)
              for template, item in openapi.document()["paths"].items()

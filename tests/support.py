@@ -231,7 +231,7 @@ class Probe:
     # -- actions as the server takes them --------------------------------------------------------
 
     async def set_enabled(self, imei: str, enabled: bool) -> None:
-        await self._node.devices.update(imei, {"enabled": enabled})
+        await self._node.devices.update(imei, {"enabled": enabled}, "admin")
 
     async def send_command(self, imei: str, body: dict[str, Any], by: str = "admin") -> dict[str, Any]:
         """What ``POST /devices/{imei}/commands`` does, without HTTP in between."""
@@ -239,6 +239,11 @@ class Probe:
 
     async def save_last_seen(self) -> None:
         await self._node.devices.save_last_seen()
+
+    def issue_token(self, sub: str, role: str, version: int | None = None) -> str:
+        """A token signed with this server's secret, as its login would issue it (``version`` None: one
+        issued before tokens carried a version)."""
+        return self._node.tokens.issue(sub, role, version)[0]
 
     @contextlib.contextmanager
     def failing(self, service: str, method: str, message: str = "injected failure") -> Iterator[None]:

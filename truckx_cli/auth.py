@@ -101,12 +101,12 @@ def whoami(ctx: typer.Context, as_json: bool = typer.Option(False, "--json", hel
     claims = jwt_claims(token)
     expires = claims.get("exp")
     with Client(url, token, settings.timeout) as client:
-        client.get("/api/v1/admin/devices", params={"limit": 1})  # 401 here means: log in again
+        me = client.get("/api/v1/admin/me", what="whoami")  # 401 here means: log in again
     info_obj = {
         "profile": None if settings.token else settings.profile_name(),
         "url": url,
-        "username": claims.get("sub"),
-        "role": claims.get("role"),
+        "username": me.get("username") or claims.get("sub"),
+        "role": me.get("role") or claims.get("role"),
         "expires_at": format_time(dt.datetime.fromtimestamp(expires, dt.timezone.utc))
         if isinstance(expires, (int, float)) else None,
         "token_from": "TRUCKX_TOKEN / --token" if settings.token else str(credentials_path()),

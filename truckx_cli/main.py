@@ -9,7 +9,8 @@ from typing import Any, Optional
 
 import typer
 
-from . import alarms, auth, commands, devices, locations, nodes, storage, users, videos, watch
+from . import (accounts, alarms, audit, auth, command_queue, commands, devices, locations, nodes, storage, users,
+               videos, watch)
 from .client import CliError, Settings, check_profile_name
 from .common import PROFILE_HELP, RELATIVE_HELP, TZ_HELP, Group
 
@@ -113,6 +114,9 @@ app.add_typer(auth.profiles_app, name="profiles")
 watch.register(app)
 storage.register(app)
 nodes.register(app)
+accounts.register(users.app)
+command_queue.register(commands.app)
+audit.register(app)
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ COLUMNS = [Col("Username", "username", cut=None, priority=0), Col("Role", "role"
 
 class Role(str, enum.Enum):
     admin = "admin"
+    operator = "operator"
     viewer = "viewer"
 
 
@@ -38,7 +39,8 @@ def list_(ctx: typer.Context, as_json: bool = JSON_OPT, as_csv: bool = CSV_OPT) 
 @command(app, example=["truckx users add vera --role viewer",
                        "truckx users add ops --role admin --password-file ops-password"], times=False)
 def add(ctx: typer.Context, username: str = typer.Argument(..., metavar="USERNAME"),
-        role: Role = typer.Option(Role.viewer, "--role", "-r", help="admin (may change things) or viewer (read only)."),
+        role: Role = typer.Option(Role.viewer, "--role", "-r", help="admin (may change things), operator (reads; "
+                                  "acks and clears alarms; sends and cancels commands) or viewer (read only)."),
         password_file: Optional[Path] = typer.Option(None, "--password-file", metavar="FILE",
                                                      help="Read the password from this file."),
         password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),

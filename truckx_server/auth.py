@@ -1,6 +1,8 @@
 """Tokens, roles and secret hashing.
 
-- Tokens: HS256 JWTs with ``sub``, ``role``, ``iat``, ``exp`` and ``jti``.
+- Tokens: HS256 JWTs with ``sub``, ``role``, ``iat``, ``exp``, ``jti`` and ``ver``: a device's
+  ``secret_version``, or an admin-plane user's ``token_version`` (see :func:`new_token_version`). A token
+  whose ``ver`` is not the current one is refused.
 - Device secrets are random 32-byte strings, so a fast keyed hash (HMAC-SHA256 with a server key) is
   right for them; admin passwords are chosen by people, so they get argon2id.
 - Generated secrets live in the data directory with mode 0600 and are never logged.
@@ -25,16 +27,19 @@ from . import privacy
 from .config import Secret
 from .errors import Unauthorized
 from .models import utcnow
-from .vocab import ROLE_ADMIN, ROLE_DEVICE, ROLE_VIEWER
+from .vocab import ROLE_DEVICE, ROLES
 
 _ALGORITHM = "HS256"
+_TOKEN_ROLES = frozenset((ROLE_DEVICE, *ROLES))
+#: token versions stay below 2**53, so that they are exact in every JSON reader (JavaScript numbers)
+TOKEN_VERSION_BITS = 53
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     sub: str
     role: str
-    #: device tokens: the device's secret_version when the token was issued
+    #: the ``ver`` claim: a device's secret_version, a user's token_version, when the token was issued
     version: int | None = None
 
     @property
@@ -68,10 +73,19 @@ class TokenService:
             raise Unauthorized("invalid token") from None
         sub, role = claims.get("sub"), claims.get("role")
         version = claims.get("ver")
-        if not isinstance(sub, str) or role not in (ROLE_DEVICE, ROLE_ADMIN, ROLE_VIEWER) or (
+        if not isinstance(sub, str) or role not in _TOKEN_ROLES or (
                 version is not None and (isinstance(version, bool) or not isinstance(version, int))):
             raise Unauthorized("invalid token")
         return Principal(sub=sub, role=role, version=version)
+
+
+def new_token_version() -> int:
+    """A user's token generation, drawn afresh at random when the user is created and whenever its
+    tokens are revoked (password or role change). Random rather than a counter, so that a user deleted
+    and created again under the same name never reuses a generation of its former self: a counter would
+    restart (or need a tombstone row kept forever), a clock can go back. Two draws collide with
+    probability 2**-53, and an old token would also have to be unexpired."""
+    return 1 + secrets.randbelow(2**TOKEN_VERSION_BITS - 1)
 
 
 # -- device secrets ------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from .errors import InvalidArgument, InvalidJson
+from .vocab import AUDIT_ACTIONS
 
 UTC = dt.timezone.utc
 
@@ -270,3 +271,81 @@ def time_arg(value: str | None, name: str) -> dt.datetime | None:
 def imei_list(values: Sequence[str]) -> list[str]:
     """Repeatable IMEI arguments, validated, without repeats."""
     return list(dict.fromkeys(validate_imei(v) for v in values))
+
+
+# ---------------------------------------------------------------------------------------------
+# the audit log
+
+#: a detail is at most this many bytes of JSON (longer strings are cut first, then the detail)
+AUDIT_DETAIL_MAX = 2048
+AUDIT_TEXT_MAX = 200
+AUDIT_LIST_MAX = 20
+AUDIT_TARGET_MAX = 192
+#: keys a detail may never carry (a secret must not reach the audit log, even by mistake)
+_SECRET_KEY = re.compile("secret|password|token|hash", re.IGNORECASE)
+
+
+def _bounded(value: Any, depth: int = 0) -> tuple[Any, int]:
+    """``value`` with long strings and lists cut, and an upper bound of the bytes of its JSON (a string's
+    character is at most 6 bytes, escaped), so that most details need no trial serialisation."""
+    kind = type(value)
+    if kind is str or isinstance(value, str):
+        cut = value if len(value) <= AUDIT_TEXT_MAX else value[:AUDIT_TEXT_MAX - 1] + "\u2026"
+        return cut, 6 * len(cut) + 2
+    if value is None or isinstance(value, (bool, int, float)):
+        return value, len(repr(value)) + 2
+    if depth >= 3:
+        return "\u2026", 8
+    if kind is dict or isinstance(value, Mapping):
+        out, size = {}, 2
+        for key, item in value.items():
+            if not isinstance(key, str) or _SECRET_KEY.search(key):
+                raise ValueError(f"audit detail key {key!r} is not allowed")
+            out[key], n = _bounded(item, depth + 1)
+            size += n + 6 * len(key) + 4
+        return out, size
+    if isinstance(value, (list, tuple)):
+        items, size = [], 2
+        for item in value[:AUDIT_LIST_MAX]:
+            cut, n = _bounded(item, depth + 1)
+            items.append(cut)
+            size += n + 1
+        if len(value) > AUDIT_LIST_MAX:
+            items.append("\u2026")
+            size += 9
+        return items, size
+    return _bounded(str(value), depth)
+
+
+def audit_detail(detail: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``detail`` made fit for the audit log: long strings and lists cut, at most
+    :data:`AUDIT_DETAIL_MAX` bytes of JSON (else ``{"truncated": true}``); a key naming a secret,
+    password, token or hash is a programming error (``ValueError``)."""
+    if not detail:
+        return None
+    out, bound = _bounded(detail)
+    if bound > AUDIT_DETAIL_MAX and len(json.dumps(out, separators=(",", ":"), ensure_ascii=False).encode()) > \
+            AUDIT_DETAIL_MAX:
+        return {"truncated": True}
+    return out  # type: ignore[no-any-return]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One change made through the admin plane, as the audit log keeps it. A domain service builds one
+    per change and hands it to the store call that makes the change, which writes it in the same
+    transaction (``storage/sql/audit.py``). ``action`` is one of ``vocab.AUDIT_ACTIONS``."""
+
+    actor: str
+    action: str
+    target: str
+    detail: dict[str, Any] | None = None
+    at: dt.datetime = dataclasses.field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if self.action not in AUDIT_ACTIONS:
+            raise ValueError(f"unknown audit action {self.action!r}: add it to vocab.AUDIT_ACTIONS")
+        # a target is an IMEI, an id or a user name, shorter than this; one taken from a path that is
+        # longer names nothing (the change fails, and the entry is never written)
+        object.__setattr__(self, "target", str(self.target)[:AUDIT_TARGET_MAX])
+        object.__setattr__(self, "detail", audit_detail(self.detail))

@@ -40,6 +40,13 @@ def text(value: Any) -> str:
     return value
 
 
+def integer(value: Any) -> int:
+    """A cursor part that is a non-negative integer (a row id)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidArgument(INVALID)
+    return value
+
+
 def time(value: Any) -> Any:
     """A cursor part that is an RFC 3339 time (returned as an aware datetime)."""
     try:

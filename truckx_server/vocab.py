@@ -7,15 +7,47 @@ ALARM_TYPES = ("VIBRATION", "OVERSPEED", "CRASH", "HARD_ACCELERATION", "HARD_BRA
 ALARM_STATUSES = ("active", "acknowledged", "cleared")
 
 COMMANDS = ("reset", "set_report_interval", "request_video")
-COMMAND_STATUSES = ("queued", "sent", "succeeded", "failed", "expired")
-FINAL_COMMAND_STATUSES = frozenset({"succeeded", "failed", "expired"})
+COMMAND_STATUSES = ("queued", "sent", "succeeded", "failed", "expired", "cancelled")
+FINAL_COMMAND_STATUSES = frozenset({"succeeded", "failed", "expired", "cancelled"})
 
-ROLE_DEVICE, ROLE_ADMIN, ROLE_VIEWER = "device", "admin", "viewer"
+ROLE_DEVICE, ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER = "device", "admin", "operator", "viewer"
 #: roles of admin-plane users
-ROLES = (ROLE_ADMIN, ROLE_VIEWER)
-#: who may call what on the admin plane
-READ = (ROLE_ADMIN, ROLE_VIEWER)
+ROLES = (ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER)
+#: who may call what on the admin plane (every handler's ``roles`` and every OpenAPI ``x-roles``):
+#: reading anything (and changing one's own password)
+READ = (ROLE_ADMIN, ROLE_OPERATOR, ROLE_VIEWER)
+#: the day-to-day operations: acknowledge and clear alarms, send and cancel commands
+OPERATE = (ROLE_ADMIN, ROLE_OPERATOR)
+#: every other change (devices, users), and reading the audit log
 WRITE = (ROLE_ADMIN,)
+AUDIT = (ROLE_ADMIN,)
+#: what each role may do, for the messages of a refused call
+ROLE_CAN = {ROLE_ADMIN: "do everything on the admin plane",
+            ROLE_OPERATOR: "read, acknowledge and clear alarms, and send and cancel commands",
+            ROLE_VIEWER: "only read"}
+
+#: invalidation kind on the bus: every token issued to this user before is revoked (deleted, password or
+#: role changed); each process drops its cached check and closes the user's event feeds
+USER_REVOKED = "user.revoked"
+
+#: the audit log's actions (``GET /api/v1/admin/audit?action=``); each names ``target`` in its comment.
+#: Add new audited actions here (and record them with ``models.AuditEntry`` in the same transaction)
+AUDIT_ACTIONS = (
+    "device.register",       # imei
+    "device.rename",         # imei
+    "device.disable",        # imei
+    "device.enable",         # imei
+    "device.rotate_secret",  # imei
+    "user.create",           # username
+    "user.delete",           # username
+    "user.password",         # username
+    "user.role",             # username
+    "alarm.ack",             # alarm id
+    "alarm.clear",           # alarm id
+    "command.send",          # command id
+    "command.cancel",        # command id
+    "video.delete",          # imei/name
+)
 
 #: events on the admin feed (and the bus)
 EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video")

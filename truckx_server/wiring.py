@@ -16,6 +16,7 @@ from . import auth, migrate, privacy
 from .bus import Bus, LocalBus
 from .config import Settings
 from .domain.alarms import AlarmService
+from .domain.audit import AuditService
 from .domain.commands import CommandService
 from .domain.devices import DeviceService
 from .domain.events import EventService
@@ -84,6 +85,7 @@ class Node:
         self.locations = LocationService(self.location_store, self.sql.devices, self.bus, metrics)
         self.events = EventService(self.hub, self.bus, settings.max_feeds_per_user)
         self.nodes = NodeService(self.bus)
+        self.audit = AuditService(self.sql.audit)
         self.media = MediaProber(workers=settings.media_workers, timeout_s=settings.media_timeout_s,
                                  on_outcome=lambda outcome: metrics.video_probes.labels(outcome).inc())
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,

@@ -245,6 +245,7 @@ async def test_viewer_reads_alarms_but_cannot_change_them(api: RunningServer) ->
     for verb in ("ack", "clear"):
         r = await api.http.post(f"/api/v1/admin/alarms/{alarm['id']}/{verb}", json={}, headers=viewer)
         assert r.status_code == 403
-        assert r.json()["error"]["message"] == "this call needs role admin; your token has role viewer"
+        assert r.json()["error"]["message"] == ("this call needs role admin or operator; your token has role "
+                                                "viewer, which may only read")
     r = await api.http.get(f"/api/v1/admin/alarms/{alarm['id']}", headers=viewer)
     assert r.json()["status"] == "active"

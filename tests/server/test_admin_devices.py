@@ -138,7 +138,7 @@ async def test_viewer_reads_devices_but_changes_nothing(api: RunningServer) -> N
                                ("POST", "/api/v1/admin/devices", {"imei": new_imei()})):
         r = await api.http.request(method, path, json=body, headers=viewer)
         assert r.status_code == 403, path
-        assert r.json()["error"]["message"] == "this call needs role admin; your token has role viewer"
+        assert r.json()["error"]["message"] == "this call needs role admin; your token has role viewer, which may only read"
     stored = await api.probe.sql.devices.get(dev.imei)
     assert stored["enabled"] and stored["name"] == "keep"
     assert await api.device_login(dev)

@@ -55,7 +55,7 @@ async def test_viewer_cannot_manage_users(api: RunningServer) -> None:
                             headers=viewer)
     assert r.status_code == 403
     assert r.json()["error"] == {"code": "forbidden",
-                                 "message": "this call needs role admin; your token has role viewer"}
+                                 "message": "this call needs role admin; your token has role viewer, which may only read"}
     r = await api.http.delete("/api/v1/admin/users/admin", headers=viewer)
     assert r.status_code == 403
     assert await api.probe.sql.users.get("eve") is None

@@ -90,6 +90,10 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
                         headers=admin)
     assert r.status_code == 201
     await http.get("/api/v1/admin/users", headers=admin)
+    assert (await http.patch("/api/v1/admin/users/tour", json={"role": "operator"}, headers=admin)).status_code == 200
+    r = await http.post("/api/v1/admin/users/tour/password", json={"password": "tour-password-2"}, headers=admin)
+    assert r.status_code == 204
+    assert (await http.get("/api/v1/admin/me", headers=admin)).json()["role"] == "admin"
     assert (await http.delete("/api/v1/admin/users/tour", headers=admin)).status_code == 204
 
     dev = await api.register()
@@ -156,7 +160,15 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     await ws.send({"type": "command_result", "id": frame["id"], "ok": True})
     r = await http.get(f"/api/v1/admin/commands/{frame['id']}", params={"wait": 5}, headers=admin)
     assert r.json()["status"] == "succeeded"
+    r = await http.get("/api/v1/admin/commands", params={"imei": dev.imei, "status": "succeeded"}, headers=admin)
+    assert [c["id"] for c in r.json()["items"]] == [frame["id"]]
+    ws.close()
+    await ws.wait_closed()
+    r = await http.post(f"/api/v1/admin/devices/{dev.imei}/commands", json={"command": "reset"}, headers=admin)
+    assert (await http.delete(f"/api/v1/admin/commands/{r.json()['id']}", headers=admin)).status_code == 200
     rotated = await http.post(f"/api/v1/admin/devices/{dev.imei}/secret", headers=admin)
+    r = await http.get("/api/v1/admin/audit", params={"limit": 5}, headers=admin)
+    assert r.status_code == 200 and r.json()["items"][0]["action"] == "device.rotate_secret"
     await http.post("/api/v1/device/login", json={"imei": dev.imei, "secret": "wrong"})
 
     # videos: a real clip gets its metadata and thumbnail; the fleet-wide list

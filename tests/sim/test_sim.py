@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 from pathlib import Path
+from typing import Any, Callable
 
 import av
 import pytest
@@ -51,6 +52,31 @@ async def assert_stored_exactly_once(server: RunningServer, summary) -> int:  # 
             f"missing {len(set(generated) - set(stored_ts))}, extra {len(set(stored_ts) - set(generated))}")
         total += len(generated)
     return total
+
+
+async def wait_until(check: Callable[[], bool], timeout: float = 30.0, what: str = "condition") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not check():
+        if loop.time() > deadline:
+            raise AssertionError(f"{what}: not reached in {timeout:g} s")
+        await asyncio.sleep(0.05)
+
+
+class Ticks:
+    """The simulator's counters as of its last tick (``arun``'s ``on_tick``), for tests that wait for
+    the fleet to reach a state rather than for a number of seconds."""
+
+    def __init__(self) -> None:
+        self.counters: dict[str, int] = {}
+        self.connected = 0
+
+    def __call__(self, stats: Any, _gauges: Any) -> None:
+        self.counters = dict(stats.counters)
+        self.connected = stats.connected
+
+    def __getitem__(self, name: str) -> int:
+        return self.counters.get(name, 0)
 
 
 @pytest.mark.slow
@@ -110,16 +136,23 @@ async def test_fleet_survives_restart_and_reset(server_factory: ServerFactory) -
 
 
 async def test_devices_buffer_while_offline_and_resend(server_factory: ServerFactory) -> None:
-    """A device that starts while the server is down keeps its points and delivers them all later."""
+    """Devices keep the points they generate while the server is down and deliver them all later, in
+    batches."""
     server = await server_factory()
     creds = await register_many(server, 5)
     data_dir, port = server.settings.data_dir, server.port
-    config = sim_config(server, 5, duration_s=4.0, report_interval_s=0.05)
-    run = asyncio.create_task(arun(config, creds))
-    await asyncio.sleep(0.5)
+    ticks, finished = Ticks(), asyncio.Event()
+    config = sim_config(server, 5, duration_s=60.0, report_interval_s=0.05)
+    run = asyncio.create_task(arun(config, creds, on_tick=ticks, stop_early=finished.is_set))
+    await wait_until(lambda: ticks["points_acked"] >= 5 * 5, what="every device streaming")
     await stop_server(server)
-    await asyncio.sleep(1.5)  # ~30 points per device generated offline
+    offline_from = ticks["points_generated"]
+    # ~20 points per device generated offline, however long that takes on this machine
+    await wait_until(lambda: ticks["points_generated"] >= offline_from + 5 * 20, what="points made offline")
     server = await server_factory(data_dir=data_dir, port=port)
+    await wait_until(lambda: ticks.connected == 5 and ticks["points_acked"] >= offline_from + 5 * 25,
+                     what="the offline points delivered")
+    finished.set()
     summary = await asyncio.wait_for(run, 60)
     assert summary.stats.counters["messages_sent"] < summary.stats.counters["points_sent"]  # batched resends
     await assert_stored_exactly_once(server, summary)

@@ -1,5 +1,5 @@
 """SqlStore contract: the same behaviour from SQLite and MariaDB (devices, users, alarms with files,
-the video index, commands)."""
+the video index, commands, the audit log written in the change's transaction)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from tests.support import new_imei
 from truckx_server.errors import Conflict
-from truckx_server.models import UTC, AlarmIn
+from truckx_server.models import UTC, AlarmIn, AuditEntry
 from truckx_server.storage.sql import SqlStore
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
@@ -63,13 +63,14 @@ async def test_update_touch_and_list_devices(sql_store: SqlStore) -> None:
 
 async def test_users(sql_store: SqlStore) -> None:
     assert await sql_store.users.count() == 0
-    await sql_store.users.create("admin", "h1", "admin", NOW)
-    await sql_store.users.create("viewer", "h2", "viewer", NOW)
+    await sql_store.users.create("admin", "h1", "admin", NOW, 2**53 - 1)
+    await sql_store.users.create("viewer", "h2", "viewer", NOW, 7)
     with pytest.raises(Conflict):
-        await sql_store.users.create("admin", "h3", "admin", NOW)
+        await sql_store.users.create("admin", "h3", "admin", NOW, 8)
     assert await sql_store.users.count() == 2
     user = await sql_store.users.get("admin")
-    assert user is not None and (user["password_hash"], user["role"], user["created_at"]) == ("h1", "admin", NOW)
+    assert user is not None and (user["password_hash"], user["role"], user["created_at"], user["token_version"]) == \
+        ("h1", "admin", NOW, 2**53 - 1)
     assert await sql_store.users.get("ADMIN") is None  # user names compare exactly on every backend
     assert [u["username"] for u in await sql_store.users.list()] == ["admin", "viewer"]
     assert await sql_store.users.delete("admin") == "last_admin"
@@ -79,10 +80,73 @@ async def test_users(sql_store: SqlStore) -> None:
 
 async def test_concurrent_deletes_keep_one_admin(sql_store: SqlStore) -> None:
     for name in ("a1", "a2", "a3"):
-        await sql_store.users.create(name, "h", "admin", NOW)
+        await sql_store.users.create(name, "h", "admin", NOW, 1)
     results = await asyncio.gather(*(sql_store.users.delete(n) for n in ("a1", "a2", "a3")))
     assert sorted(results).count("deleted") == 2
     assert len(await sql_store.users.list()) == 1
+
+
+async def test_password_and_role_changes_move_the_token_version(sql_store: SqlStore) -> None:
+    await sql_store.users.create("root", "h", "admin", NOW, 1)
+    await sql_store.users.create("op", "h", "viewer", NOW, 1)
+    assert await sql_store.users.set_password("op", "h2", 2)
+    assert not await sql_store.users.set_password("nobody", "h2", 2)
+    op = await sql_store.users.get("op")
+    assert op is not None and (op["password_hash"], op["token_version"]) == ("h2", 2)
+    assert await sql_store.users.set_role("op", "operator", 3) == ("changed", "viewer")
+    assert await sql_store.users.set_role("op", "operator", 4) == ("unchanged", "operator")
+    assert (await sql_store.users.get("op") or {})["token_version"] == 3  # unchanged: nothing written
+    assert await sql_store.users.set_role("root", "viewer", 5) == ("last_admin", "admin")
+    assert await sql_store.users.set_role("nobody", "viewer", 5) == ("missing", None)
+    # two admins demote each other at once: one admin always remains
+    assert await sql_store.users.set_role("op", "admin", 6) == ("changed", "operator")
+    results = await asyncio.gather(sql_store.users.set_role("op", "viewer", 7),
+                                   sql_store.users.set_role("root", "viewer", 8))
+    assert sorted(r[0] for r in results) == ["changed", "last_admin"]
+    assert [u["role"] for u in await sql_store.users.list()].count("admin") == 1
+
+
+# -- the audit log -------------------------------------------------------------------------------
+
+async def test_audit_entries_commit_with_their_change_and_only_then(sql_store: SqlStore) -> None:
+    imei = new_imei()
+    reg = AuditEntry("ann", "device.register", imei, {"name": "x"}, at=NOW)
+    await sql_store.devices.create([{"imei": imei, "name": "x", "secret_hash": "ab" * 32}], NOW, [reg])
+    # a failed change writes no entry: a conflict rolls the audit row back with it
+    with pytest.raises(Conflict):
+        await sql_store.devices.create([{"imei": imei, "name": "y", "secret_hash": "ab" * 32}], NOW,
+                                       [AuditEntry("ann", "device.register", imei, at=NOW)])
+    assert not await sql_store.devices.update(new_imei(), [AuditEntry("ann", "device.rename", "nothing")], name="z")
+    assert not await sql_store.devices.rotate_secret(new_imei(), "cd" * 32, AuditEntry("ann", "device.rotate_secret", "x"))
+    later = NOW + dt.timedelta(seconds=1)
+    assert await sql_store.devices.update(imei, [AuditEntry("bob", "device.disable", imei, at=later)], enabled=False)
+    await sql_store.users.create("admin", "h", "admin", NOW, 1)
+    assert await sql_store.users.delete("admin", AuditEntry("bob", "user.delete", "admin", at=later)) == "last_admin"
+
+    rows = await sql_store.audit.search()
+    assert [(r["actor"], r["action"], r["target"], r["detail"], r["at"]) for r in rows] == [
+        ("bob", "device.disable", imei, None, later), ("ann", "device.register", imei, {"name": "x"}, NOW)]
+    assert [r["action"] for r in await sql_store.audit.search(actors=["ann"])] == ["device.register"]
+    assert [r["action"] for r in await sql_store.audit.search(actions=["device.disable"], targets=[imei])] == \
+        ["device.disable"]
+    assert await sql_store.audit.search(since=later + dt.timedelta(microseconds=1)) == []
+    assert [r["actor"] for r in await sql_store.audit.search(until=later)] == ["ann"]
+
+
+async def test_audit_keyset_is_newest_first_and_stable(sql_store: SqlStore) -> None:
+    entries = [AuditEntry("ann", "user.password", f"u{i}", at=NOW + dt.timedelta(seconds=i // 3)) for i in range(10)]
+    await sql_store.audit.append(*entries)
+    everything = await sql_store.audit.search(limit=100)
+    assert [r["target"] for r in everything] == [f"u{i}" for i in (9, 8, 7, 6, 5, 4, 3, 2, 1, 0)]
+    seen, before = [], None
+    while True:
+        page = await sql_store.audit.search(limit=4, before=before)
+        if not page:
+            break
+        seen += [r["target"] for r in page]
+        before = (page[-1]["at"], page[-1]["id"])
+        await sql_store.audit.append(AuditEntry("ann", "user.password", "late", at=NOW + dt.timedelta(hours=1)))
+    assert seen == [r["target"] for r in everything]  # entries added meanwhile do not shift the pages
 
 
 # -- alarms --------------------------------------------------------------------------------------
@@ -260,6 +324,54 @@ async def test_command_queue(sql_store: SqlStore) -> None:
     await create(imei, "reset", {}, 1, None, later)
     assert (await create(imei, "reset", {}, 10, None, later + dt.timedelta(seconds=2)))[1] is False
     assert await sql_store.commands.get(str(uuid.uuid4())) is None
+
+
+async def test_cancel_and_claim_race_on_the_queued_state(sql_store: SqlStore) -> None:
+    imei = await device(sql_store)
+    created = await sql_store.commands.create(imei, "reset", {}, 3600, "ann", NOW, str(uuid.uuid4()),
+                                              AuditEntry("ann", "command.send", "c", at=NOW))
+    assert created is not None
+    cmd = created[0]
+    # cancel and claim at once, many times over: exactly one of them wins each time
+    for _ in range(5):
+        fresh = await sql_store.commands.create(imei, "reset", {}, 3600, "ann", NOW)
+        assert fresh is not None
+        won = await asyncio.gather(sql_store.commands.cancel(fresh[0]["id"], NOW),
+                                   sql_store.commands.mark_sent(fresh[0]["id"], NOW))
+        assert sorted(won) == [False, True]
+    assert await sql_store.commands.mark_sent(cmd["id"], NOW)
+    assert not await sql_store.commands.cancel(cmd["id"], NOW, AuditEntry("ann", "command.cancel", cmd["id"]))
+    # a claim that was not followed by a write goes back to the queue, and can then be cancelled
+    assert await sql_store.commands.unmark_sent(cmd["id"], NOW)
+    assert not await sql_store.commands.unmark_sent(cmd["id"], NOW)
+    back = await sql_store.commands.get(cmd["id"])
+    assert back is not None and (back["status"], back["sent_at"]) == ("queued", None)
+    assert await sql_store.commands.cancel(cmd["id"], NOW, AuditEntry("bob", "command.cancel", cmd["id"], at=NOW))
+    done = await sql_store.commands.get(cmd["id"])
+    assert done is not None and (done["status"], done["finished_at"]) == ("cancelled", NOW)
+    assert not await sql_store.commands.mark_sent(cmd["id"], NOW)
+    assert [(r["actor"], r["action"]) for r in await sql_store.audit.search()] == \
+        [("bob", "command.cancel"), ("ann", "command.send")]
+
+
+async def test_command_search_newest_first_with_filters(sql_store: SqlStore) -> None:
+    one, two = await device(sql_store), await device(sql_store)
+    ids = []
+    for i in range(6):
+        created = await sql_store.commands.create(one if i % 2 else two, "reset", {}, 3600, None,
+                                                  NOW + dt.timedelta(seconds=i // 2))
+        assert created is not None
+        ids.append(created[0]["id"])
+    await sql_store.commands.mark_sent(ids[5], NOW)
+    newest_first = [c["id"] for c in await sql_store.commands.search()]
+    assert newest_first[:2] == sorted(ids[4:6], reverse=True) and set(newest_first) == set(ids)
+    assert {c["id"] for c in await sql_store.commands.search(imeis=[one])} == {ids[1], ids[3], ids[5]}
+    assert [c["id"] for c in await sql_store.commands.search(statuses=["sent"])] == [ids[5]]
+    assert {c["id"] for c in await sql_store.commands.search(since=NOW + dt.timedelta(seconds=1),
+                                                             until=NOW + dt.timedelta(seconds=2))} == set(ids[2:4])
+    page = await sql_store.commands.search(limit=3)
+    rest = await sql_store.commands.search(before=(page[-1]["created_at"], page[-1]["id"]))
+    assert [c["id"] for c in page + rest] == newest_first
 
 
 async def test_ping(sql_store: SqlStore) -> None:

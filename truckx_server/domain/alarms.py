@@ -14,7 +14,7 @@ from .. import paging
 from ..bus import Bus
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..metrics import Metrics
-from ..models import (AlarmIn, device_time, format_time, imei_list, number, parse_bool, require_object, time_arg,
+from ..models import (AlarmIn, AuditEntry, device_time, format_time, imei_list, number, parse_bool, require_object, time_arg,
                       utcnow, validate_file_name)
 from ..storage.sql.alarms import AlarmRows
 from ..vocab import ALARM_STATUSES, ALARM_TYPES
@@ -142,9 +142,10 @@ class AlarmService:
         note = body.get("note")
         if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
             raise InvalidArgument(f"note must be a string of at most {NOTE_MAX} characters")
-        changed = await self.rows.ack(alarm_id, by, note, utcnow())
+        changed = await self.rows.ack(alarm_id, by, note, utcnow(),
+                                      AuditEntry(by, "alarm.ack", alarm_id, {"note": note} if note else None))
         return await self._transition(alarm_id, changed, "acknowledge")
 
     async def clear(self, alarm_id: str, by: str) -> dict[str, Any]:
-        changed = await self.rows.clear(alarm_id, by, utcnow())
+        changed = await self.rows.clear(alarm_id, by, utcnow(), AuditEntry(by, "alarm.clear", alarm_id))
         return await self._transition(alarm_id, changed, "clear")

@@ -1,6 +1,14 @@
 """Commands: an admin queues one for a device; it is delivered over the device's live socket (at once when
-the device is online, else when it next connects), marked ``sent`` once written, and finished by the
-device's ``command_result``; queued commands past their TTL expire.
+the device is online, else when it next connects), marked ``sent`` as it is written, and finished by the
+device's ``command_result``; queued commands past their TTL expire; an admin (or operator) may cancel a
+command while it is still queued, and then it is never sent.
+
+Cancel and delivery race on the same row: each is an UPDATE conditional on ``queued``, and delivery
+claims the command (``queued -> sent``) *before* writing it to the socket, so a command that lost to a
+cancel is never written. A claim whose write then fails (the connection had gone) is undone (``sent ->
+queued``), so the command waits for the next connection. The one case this cannot cover is the process
+dying between the claim and the write: that command stays ``sent`` although the device never got it
+(at most once), where writing first would have sent a cancelled command.
 
 Delivery is serialised per IMEI on the process that holds the device's socket and always sends the
 queue oldest first. Two counters keep the common cases free of queue reads: ``maybe_queued`` (a
@@ -12,18 +20,21 @@ the queue, when no delivery has read it meanwhile). Both are explained where the
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import uuid
 import weakref
-from typing import Any
+from typing import Any, Sequence
 
+from .. import paging
 from ..bus import RESYNC, Bus
-from ..errors import InvalidArgument, NotFound
+from ..errors import Conflict, InvalidArgument, NotFound
 from ..hub import Hub
 from ..metrics import Metrics
-from ..models import format_time, parse_time, require_object, utcnow, validate_imei, whole_number
+from ..models import (AuditEntry, format_time, imei_list, parse_time, require_object, time_arg, utcnow, validate_imei,
+                      whole_number)
 from ..storage.sql.commands import CommandRows
-from ..vocab import COMMANDS, FINAL_COMMAND_STATUSES
+from ..vocab import COMMAND_STATUSES, COMMANDS, FINAL_COMMAND_STATUSES
 
 log = logging.getLogger("truckx.commands")
 
@@ -129,7 +140,10 @@ class CommandService:
         name, args, ttl = parse_command(body, self.default_ttl_s)
         imei = validate_imei(imei)
         queue_reads = self._queue_reads.get(imei, 0)  # before the insert: see _deliver
-        created = await self.rows.create(imei, name, args, ttl, created_by, utcnow())
+        command_id = str(uuid.uuid4())
+        audit = (AuditEntry(created_by, "command.send", command_id,
+                            {"imei": imei, "command": name, "args": args, "ttl_s": ttl}) if created_by else None)
+        created = await self.rows.create(imei, name, args, ttl, created_by, utcnow(), command_id, audit)
         if created is None:
             raise NotFound(f"device {imei} is not registered")
         cmd, queued_before = created
@@ -145,10 +159,7 @@ class CommandService:
     async def get(self, command_id: str, wait_s: float = 0) -> dict[str, Any]:
         """The command; with ``wait_s`` it returns as soon as the command is final, or when the wait
         (or the server) ends."""
-        try:
-            command_id = str(uuid.UUID(command_id))
-        except ValueError:
-            raise NotFound(f"no command {command_id}") from None
+        command_id = _command_id(command_id)
         done = asyncio.Event()
         final: dict[str, Any] = {}
 
@@ -180,6 +191,40 @@ class CommandService:
         finally:
             if unsubscribe is not None:
                 unsubscribe()
+
+    async def search(self, *, imeis: Sequence[str], statuses: Sequence[str], since: str | None,
+                     until: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
+        """Commands, newest first, filtered by device, status and creation time; keyset-paged."""
+        for st in statuses:
+            if st not in COMMAND_STATUSES:
+                raise InvalidArgument("status must be one of " + ", ".join(COMMAND_STATUSES))
+        after = paging.decode(cursor, paging.time, paging.text)
+        filters = dict(imeis=imei_list(imeis), statuses=list(dict.fromkeys(statuses)),
+                       since=time_arg(since, "since"), until=time_arg(until, "until"),
+                       before=tuple(after) if after else None)
+        page = await paging.keyset(lambda n: self.rows.search(**filters, limit=n), limit,
+                                   lambda r: [format_time(r["created_at"]), r["id"]])
+        return page.json(command_json)
+
+    async def cancel(self, command_id: str, actor: str) -> dict[str, Any]:
+        """A ``queued`` command becomes ``cancelled`` and is never sent; any other state is a conflict."""
+        command_id = _command_id(command_id)
+        cmd = await self.rows.get(command_id)
+        if cmd is None:
+            raise NotFound(f"no command {command_id}")
+        now = utcnow()
+        cancelled = cmd["status"] == "queued" and await self.rows.cancel(
+            command_id, now, AuditEntry(actor, "command.cancel", command_id, {"imei": cmd["imei"],
+                                                                              "command": cmd["command"]}, at=now))
+        if not cancelled:
+            cmd = await self.rows.get(command_id) or cmd
+            raise Conflict(f"only a queued command can be cancelled; this one is {cmd['status']}",
+                           status=cmd["status"])
+        cmd.update(status="cancelled", finished_at=now)
+        body = command_json(cmd)
+        self.metrics.commands.labels("cancelled").inc()
+        self.bus.publish("command_status", {"imei": cmd["imei"], "command": body})
+        return body
 
     async def expire(self) -> None:
         """Mark queued commands past their TTL ``expired`` (housekeeping, every second)."""
@@ -234,8 +279,8 @@ class CommandService:
         return lock
 
     async def _deliver(self, imei: str, fresh: dict[str, Any] | None = None, fresh_since: int | None = None) -> int:
-        """Send every queued, unexpired command of ``imei`` over its live connection, oldest first,
-        marking each ``sent`` once written. Returns how many were sent.
+        """Send every queued, unexpired command of ``imei`` over its live connection, oldest first, each
+        claimed (``sent``) just before it is written. Returns how many were sent.
 
         ``fresh``: a command just created for ``imei``; it is updated in place when sent. With
         ``fresh_since`` (``_queue_reads[imei]`` taken before it was created, given only when no older
@@ -254,23 +299,52 @@ class CommandService:
                 batch = await self.rows.queued(imei, utcnow())
                 # moved after the read: a delivery whose read may have seen a new command is noticed
                 self._queue_reads[imei] = self._queue_reads.get(imei, 0) + 1
+            settled = 0  # commands of the batch sent, or found no longer queued
             for cmd in batch:
                 session = self.hub.sessions.get(imei)
                 if session is None or not session.is_open:
                     break
+                # claim it first: a command cancelled (or expired, or sent by another delivery) since the
+                # queue was read is not queued any more, and is never written to the socket
+                now = utcnow()
+                if not await self.rows.mark_sent(cmd["id"], now):
+                    settled += 1
+                    continue
+                # published before the write: the device cannot answer before it, so "sent" always
+                # comes before the command's final status on the bus
+                cmd.update(status="sent", sent_at=now)
+                self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
                 try:
                     await session.send({"type": "command", "id": cmd["id"], "command": cmd["command"],
                                         "args": cmd["args"]})
-                except Exception:  # the connection went away: the command stays queued
+                except Exception:  # the connection went away: the command waits for the next one
+                    await self._unclaim(imei, cmd, now)
                     break
-                now = utcnow()
-                if await self.rows.mark_sent(cmd["id"], now):
-                    sent += 1
-                    cmd.update(status="sent", sent_at=now)
-                    if fresh is not None and cmd is not fresh and cmd["id"] == fresh["id"]:
-                        fresh.update(status="sent", sent_at=now)
-                    self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
-            if full_read and sent == len(batch) and self._queued_marks.get(imei, 0) == marks:
+                sent += 1
+                settled += 1
+                if fresh is not None and cmd is not fresh and cmd["id"] == fresh["id"]:
+                    fresh.update(status="sent", sent_at=now)
+            if full_read and settled == len(batch) and self._queued_marks.get(imei, 0) == marks:
                 # the whole queue went out and nothing was queued meanwhile: nothing waits for imei
                 self._maybe_queued.discard(imei)
         return sent
+
+    async def _unclaim(self, imei: str, cmd: dict[str, Any], claimed_at: dt.datetime) -> None:
+        """The claim of ``cmd`` was not followed by a write: it waits for the device's next connection."""
+        try:
+            back = await self.rows.unmark_sent(cmd["id"], claimed_at)
+        except Exception as exc:  # it stays "sent"; nothing else can be done here
+            log.warning("could not put command %s back in the queue: %s", cmd["id"], type(exc).__name__)
+            return
+        self._note_queued(imei)
+        if back:
+            cmd.update(status="queued", sent_at=None)
+            self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
+
+
+def _command_id(value: str) -> str:
+    """A command id from a path, in its stored form; an id that cannot exist is not found."""
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise NotFound(f"no command {value[:64]}") from None

@@ -14,7 +14,7 @@ from ..bus import RESYNC, Bus
 from ..config import Secret
 from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..hub import Hub, Session
-from ..models import LocationPoint, format_time, utcnow, validate_imei
+from ..models import AuditEntry, LocationPoint, format_time, utcnow, validate_imei
 from ..ratelimit import LoginGuard, address_key
 from ..storage.base import LocationStore
 from ..storage.sql.devices import DeviceRows
@@ -211,7 +211,7 @@ class DeviceService:
 
     # -- registration and changes ----------------------------------------------------------------
 
-    async def register(self, entries: Sequence[Any]) -> list[dict[str, Any]]:
+    async def register(self, entries: Sequence[Any], actor: str) -> list[dict[str, Any]]:
         """Register devices ``{imei, name?}`` all or none; returns each with its secret (shown once)."""
         if not entries:
             raise InvalidArgument("no devices given")
@@ -230,13 +230,16 @@ class DeviceService:
             secret = auth.new_device_secret()
             rows.append({"imei": imei, "name": name, "secret_hash": auth.hash_device_secret(self.device_key, secret)})
             out.append({"imei": imei, "name": name, "enabled": True, "secret": secret})
+        now = utcnow()
+        audit = [AuditEntry(actor, "device.register", r["imei"], {"name": r["name"]} if r["name"] else None, at=now)
+                 for r in rows]
         try:
-            await self.rows.create(rows, utcnow())
+            await self.rows.create(rows, now, audit)
         finally:
             self.bus.invalidate(CHANGED, *seen)  # a cached "not registered" must not outlive it
         return out
 
-    async def update(self, imei: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def update(self, imei: str, body: dict[str, Any], actor: str) -> dict[str, Any]:
         imei = validate_imei(imei)
         values: dict[str, Any] = {}
         if "name" in body:
@@ -247,8 +250,13 @@ class DeviceService:
             values["enabled"] = body["enabled"]
         if not values:
             raise InvalidArgument("give name and/or enabled")
+        audit = []
+        if "name" in values:
+            audit.append(AuditEntry(actor, "device.rename", imei, {"name": values["name"]}))
+        if "enabled" in values:
+            audit.append(AuditEntry(actor, "device.enable" if values["enabled"] else "device.disable", imei))
         try:
-            found = await self.rows.update(imei, **values)
+            found = await self.rows.update(imei, audit, **values)
         finally:
             # its tokens are refused from now on, and a disabled device's live session is closed
             self.bus.invalidate(DISABLED if values.get("enabled") is False else CHANGED, imei)
@@ -256,11 +264,12 @@ class DeviceService:
             raise NotFound(f"device {imei} is not registered")
         return await self.get(imei)
 
-    async def rotate_secret(self, imei: str) -> dict[str, Any]:
+    async def rotate_secret(self, imei: str, actor: str) -> dict[str, Any]:
         imei = validate_imei(imei)
         secret = auth.new_device_secret()
         try:
-            found = await self.rows.rotate_secret(imei, auth.hash_device_secret(self.device_key, secret))
+            found = await self.rows.rotate_secret(imei, auth.hash_device_secret(self.device_key, secret),
+                                                  AuditEntry(actor, "device.rotate_secret", imei))
         finally:
             # tokens issued with the old secret are refused from now on; the live session goes too
             self.bus.invalidate(ROTATED, imei)

@@ -4,6 +4,9 @@ Each event is serialised once, whatever the number of feeds. A user holds at mos
 feeds on one process: opening one more closes that user's oldest feed with 4409 (replaced by a newer
 connection), like a device's second WebSocket; refusing the new one instead would leave a user whose
 old connections are half-open (a laptop that went to sleep) without a feed until they time out.
+
+When a user's tokens are revoked (``vocab.USER_REVOKED`` on the bus, handled on every process), its feeds
+here are closed with 4401.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any, Callable
 
 from ..bus import Bus
 from ..hub import Feed, Hub
-from ..vocab import CLOSE_REPLACED
+from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_REPLACED, USER_REVOKED
 
 log = logging.getLogger("truckx.events")
 
@@ -33,6 +36,15 @@ class EventService:
         #: each user's open feeds on this process, oldest first
         self._feeds_of: dict[str, list[Feed]] = {}
         self._unsubscribe: Callable[[], None] | None = None
+        bus.on_invalidate(self._invalidated)
+
+    def _invalidated(self, kind: str, username: str) -> None:
+        """Every token of ``username`` issued before was revoked: close its feeds here."""
+        if kind != USER_REVOKED:
+            return
+        for feed in list(self._feeds_of.get(username, ())):
+            self._stops[feed]()
+            feed.close(CLOSE_CREDENTIALS_CHANGED, "token revoked; log in again")
 
     def open_feed(self, feed: Feed, user: str, on_event: FeedCallback) -> Callable[[], None]:
         """Start delivering events to ``feed`` of ``user``; returns the function that stops it. Past the

@@ -36,7 +36,8 @@ from ..bus import Bus
 from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooLarge, TruckxError, Unauthorized
 from ..media import MediaInfo, MediaProber, ProbeSkipped
 from ..metrics import Metrics
-from ..models import format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name, validate_imei
+from ..models import (AuditEntry, format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name,
+                      validate_imei)
 from ..storage.base import PartWriter, UploadClaim, VideoStore
 from ..storage.sql.devices import DeviceRows
 from ..storage.sql.uploads import UploadRows
@@ -508,11 +509,12 @@ class VideoService:
         row = await self._indexed(imei, name, size)
         return {"name": name, "size": size, "sha256": row["sha256"], "uploaded_at": row["uploaded_at"]}
 
-    async def delete(self, imei: str, name: str, force: bool) -> dict[str, Any]:
-        """An admin deletes a video: its object, any part and its index row. Evidence (named by an alarm
-        that is not cleared) is refused (409, with those ``alarm_ids``) unless ``force``; so is a video
-        whose upload runs on this process (409: the device is sending it, delete it once that ends).
-        404 when there is nothing of it. Returns what was deleted, for the audit log."""
+    async def delete(self, imei: str, name: str, force: bool, actor: str) -> dict[str, Any]:
+        """An admin deletes a video: its object, any part and its index row (with its audit entry, in the
+        row's transaction). Evidence (named by an alarm that is not cleared) is refused (409, with those
+        ``alarm_ids``) unless ``force``; so is a video whose upload runs on this process (409: the device
+        is sending it, delete it once that ends). 404 when there is nothing of it. Returns what was
+        deleted."""
         imei, name = validate_imei(imei), validate_file_name(name)
         if self.store.is_busy(imei, name):
             raise Conflict("an upload of this video is in progress; delete it once the upload has ended")
@@ -528,9 +530,10 @@ class VideoService:
         # the bytes first: a crash in between leaves an index row without an object, which lists as
         # gone on download (404) and is dropped by the next delete; never bytes without a row
         await self.store.delete(imei, name)
-        await self.rows.delete(imei, name)
-        return {"imei": imei, "name": name, "size": size if size is not None else part, "complete": size is not None,
-                "evidence": evidence, "forced": bool(evidence)}
+        deleted = {"imei": imei, "name": name, "size": size if size is not None else part,
+                   "complete": size is not None, "evidence": evidence, "forced": bool(evidence)}
+        await self.rows.delete(imei, name, AuditEntry(actor, "video.delete", f"{imei}/{name}", deleted))
+        return deleted
 
     def read(self, imei: str, name: str, start: int, end: int, chunk_size: int) -> Any:
         """The bytes ``start <= i < end`` of a complete video, as an async iterator of chunks."""

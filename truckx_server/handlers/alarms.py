@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..vocab import READ, WRITE
+from ..vocab import OPERATE, READ
 from .base import P, AdminHandler, DeviceHandler
 
 
@@ -34,14 +34,14 @@ class AlarmHandler(AdminHandler):
 
 
 class AlarmAckHandler(AdminHandler):
-    roles = {"POST": WRITE}
+    roles = {"POST": OPERATE}
 
     async def post(self, alarm_id: str) -> None:
         self.write_json(await self.alarms.ack(alarm_id, self.actor, self.optional_object()))
 
 
 class AlarmClearHandler(AdminHandler):
-    roles = {"POST": WRITE}
+    roles = {"POST": OPERATE}
 
     async def post(self, alarm_id: str) -> None:
         self.optional_object()  # an optional body must still be a JSON object

@@ -32,10 +32,11 @@ from ..domain.sessions import COOKIE, Session
 from ..errors import (STATUS_CODES, Forbidden, InvalidArgument, InvalidJson, NotFound, PayloadTooLarge,
                       RateLimited, TruckxError, Unauthorized)
 from ..models import load_json, require_object
-from ..vocab import ROLE_DEVICE
+from ..vocab import ROLE_CAN, ROLE_DEVICE
 
 if TYPE_CHECKING:
     from ..domain.alarms import AlarmService
+    from ..domain.audit import AuditService
     from ..domain.commands import CommandService
     from ..domain.devices import DeviceService
     from ..domain.events import EventService
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
     from ..wiring import Node
 
 log = logging.getLogger("truckx.handlers")
-audit_log = logging.getLogger("truckx.audit")
 
 #: a path parameter in a route: anything up to the next slash; the domain validates it (400, not 404)
 P = "[^/]+"
@@ -152,7 +152,8 @@ class ApiMixin:
     """Behaviour shared by plain handlers and WebSocket handlers."""
 
     #: who may call each method; a route without an entry for a method refuses it (fail-closed).
-    #: ``None`` means no authentication (login, health). Roles: "device", "admin", "viewer".
+    #: ``None`` means no authentication (login, health). Roles: "device" and the role sets of ``vocab``
+    #: (READ, OPERATE, WRITE, AUDIT).
     roles: ClassVar[dict[str, tuple[str, ...] | None]] = {}
 
     principal: Principal | None = None
@@ -201,6 +202,10 @@ class ApiMixin:
         return self.node.nodes
 
     @property
+    def audit(self) -> "AuditService":
+        return self.node.audit
+
+    @property
     def retention(self) -> "RetentionService":
         return self.node.retention
 
@@ -244,7 +249,9 @@ class ApiMixin:
         else:
             raise Unauthorized("missing bearer token or session cookie; log in, or sign in to the console")
         if principal.role not in allowed:
-            raise Forbidden(f"this call needs role {' or '.join(allowed)}; your token has role {principal.role}")
+            can = ROLE_CAN.get(principal.role)
+            raise Forbidden(f"this call needs role {' or '.join(allowed)}; your token has role {principal.role}"
+                            + (f", which may {can}" if can else ""))
         self.principal = principal
         return principal
 
@@ -468,12 +475,6 @@ class AdminHandler(BaseHandler):
     def actor(self) -> str:
         assert self.principal is not None
         return self.principal.sub
-
-    def audit(self, action: str, target: str, detail: dict[str, Any] | None = None) -> None:
-        """The one place a change made through the admin plane is recorded (who, what, on what); the
-        audit log (``GET /api/v1/admin/audit``) stores what arrives here. Until then it is logged."""
-        audit_log.info("%s %s %s by %s%s", action, target, json.dumps(detail or {}, default=str), self.actor,
-                       f" from {self.client_address}")
 
 
 class DeviceHandler(BaseHandler):

@@ -31,9 +31,9 @@ class DevicesHandler(AdminHandler):
             entries = body["devices"]
             if not isinstance(entries, list):
                 raise InvalidArgument("devices must be a list")
-            self.write_json({"devices": await self.devices.register(entries)}, 201)
+            self.write_json({"devices": await self.devices.register(entries, self.actor)}, 201)
         else:
-            self.write_json((await self.devices.register([body]))[0], 201)
+            self.write_json((await self.devices.register([body], self.actor))[0], 201)
 
 
 class DeviceHandler(AdminHandler):
@@ -43,14 +43,14 @@ class DeviceHandler(AdminHandler):
         self.write_json(await self.devices.get(imei))
 
     async def patch(self, imei: str) -> None:
-        self.write_json(await self.devices.update(imei, self.json_object()))
+        self.write_json(await self.devices.update(imei, self.json_object(), self.actor))
 
 
 class DeviceSecretHandler(AdminHandler):
     roles = {"POST": WRITE}
 
     async def post(self, imei: str) -> None:
-        self.write_json(await self.devices.rotate_secret(imei))
+        self.write_json(await self.devices.rotate_secret(imei, self.actor))
 
 
 def routes() -> list:

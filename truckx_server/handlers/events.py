@@ -12,7 +12,8 @@ Every subscriber has a queue bounded in events (1000) and in bytes (4 MiB: one a
 server's buffers beyond that and the one frame being written: when its queue overflows, the feed is
 closed with 4429 (reconnect and re-read what was missed through the REST calls). A user holds at most
 ``--max-feeds-per-user`` feeds per process; a newer one closes the oldest with 4409
-(``domain/events.py``). Every feed is closed on shutdown (1001).
+(``domain/events.py``). Every feed is closed on shutdown (1001), and a user's feeds when its tokens are
+revoked (4401: deleted, password or role changed).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 import tornado.web
 import tornado.websocket
 
-from ..errors import Forbidden, TruckxError
+from ..errors import Forbidden, TruckxError, Unauthorized
 from ..models import load_json, validate_imei
 from ..vocab import CLOSE_CREDENTIALS_CHANGED, CLOSE_TOO_SLOW, READ
 from .base import ApiMixin
@@ -46,6 +47,7 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     queue_bytes = QUEUE_BYTES
 
     def initialize(self) -> None:
+        self._checked_at = 0
         self._imeis: frozenset[str] = frozenset()
         self._frames: collections.deque[str] = collections.deque()
         self._queued_bytes = 0
@@ -61,6 +63,7 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         await self.authenticate(allow_query_token=True)
         if self.session is not None and self.cross_origin():
             raise Forbidden("an event feed opened with the session cookie must come from this server's pages")
+        self._checked_at = self.users.generation  # before the check: a change during it is noticed
         await self.users.check(self.principal)
         wanted: list[str] = []
         for value in self.get_query_arguments("imei"):
@@ -83,13 +86,26 @@ class EventsSocket(ApiMixin, tornado.websocket.WebSocketHandler):
 
     # -- feed ------------------------------------------------------------------------------------
 
-    def open(self, *args: Any) -> None:
+    async def open(self, *args: Any) -> None:
         self.set_nodelay(True)
         assert self.principal is not None
         self._unsubscribe = self.events.open_feed(self, self.principal.sub, self._on_event)
         if self.session is not None:  # signing out, on any process, ends the feeds opened with the session
             self._unwatch = self.sessions.on_end(self.session, self._signed_out)
         self._writer = asyncio.ensure_future(self._write_loop())
+        if self.users.generation != self._checked_at:
+            # a user changed between the token check and now: a revocation of this user may have
+            # closed its feeds before this one was added, so check the token again
+            try:
+                await self.users.check(self.principal)
+            except Unauthorized:
+                self.close(CLOSE_CREDENTIALS_CHANGED, "token revoked; log in again")
+            except TruckxError:  # could not check (a store is unavailable): fail closed
+                self.close(1011, "could not check the token; reconnect")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        self._stop()  # no more events from the moment it is closed
+        super().close(code, reason)
 
     def _signed_out(self) -> None:
         self._stop()

@@ -1,4 +1,4 @@
-"""Admin-plane users: login, list, create, delete."""
+"""Admin-plane users: login, list, create, delete, change a role or a password, who am I."""
 
 from __future__ import annotations
 
@@ -22,6 +22,14 @@ class LoginHandler(BaseHandler):
         self.write_json({"token": token, "expires_at": format_time(expires), "role": role})
 
 
+class MeHandler(AdminHandler):
+    roles = {"GET": READ}
+
+    async def get(self) -> None:
+        assert self.principal is not None
+        self.write_json(await self.users.me(self.principal))
+
+
 class UsersHandler(AdminHandler):
     roles = {"GET": READ, "POST": WRITE}
 
@@ -29,20 +37,35 @@ class UsersHandler(AdminHandler):
         self.write_json({"items": await self.users.list()})
 
     async def post(self) -> None:
-        self.write_json(await self.users.create(self.json_object()), 201)
+        self.write_json(await self.users.create(self.json_object(), self.actor), 201)
 
 
 class UserHandler(AdminHandler):
-    roles = {"DELETE": WRITE}
+    roles = {"DELETE": WRITE, "PATCH": WRITE}
 
     async def delete(self, username: str) -> None:
         await self.users.delete(self.actor, username)
+        self.write_no_content()
+
+    async def patch(self, username: str) -> None:
+        self.write_json(await self.users.set_role(self.actor, username, self.json_object()))
+
+
+class UserPasswordHandler(AdminHandler):
+    # any user for its own password; the domain refuses another user's unless the caller is an admin
+    roles = {"POST": READ}
+
+    async def post(self, username: str) -> None:
+        assert self.principal is not None
+        await self.users.change_password(self.principal, username, self.json_object(), self.client_address)
         self.write_no_content()
 
 
 def routes() -> list:
     return [
         (r"/api/v1/admin/login", LoginHandler),
+        (r"/api/v1/admin/me", MeHandler),
         (r"/api/v1/admin/users", UsersHandler),
         (rf"/api/v1/admin/users/(?P<username>{P})", UserHandler),
+        (rf"/api/v1/admin/users/(?P<username>{P})/password", UserPasswordHandler),
     ]

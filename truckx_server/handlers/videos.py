@@ -307,8 +307,7 @@ class AdminVideoHandler(AdminHandler):
 
     async def delete(self, imei: str, name: str) -> None:
         force = parse_bool(self.get_query_argument("force", None), "force") or False
-        deleted = await self.videos.delete(imei, name, force)
-        self.audit("video.delete", f"{deleted['imei']}/{deleted['name']}", deleted)
+        await self.videos.delete(imei, name, force, self.actor)
         self.write_no_content()
 
     async def _serve(self, imei: str, name: str, body: bool) -> None:

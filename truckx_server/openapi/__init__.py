@@ -14,10 +14,10 @@ import functools
 import json
 from typing import Any
 
-from . import alarms, commands, console, devices, locations, nodes, ops, retention, trips, users, videos
+from . import alarms, audit, commands, console, devices, locations, nodes, ops, retention, trips, users, videos
 from .common import DEVICE, READ, VERSION
 
-MODULES = (ops, devices, users, alarms, locations, trips, commands, videos, retention, nodes, console)
+MODULES = (ops, devices, users, alarms, locations, trips, commands, videos, retention, nodes, console, audit)
 
 WEBSOCKETS = {
     "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "
@@ -33,7 +33,9 @@ WEBSOCKETS = {
                              "?token=, or the console's session cookie (then the Origin must be this server's: 403 "
                              "otherwise; signing out closes the feed with 4401). A client that falls 1000 events "
                              "or 4 MiB behind is closed with 4429; a user's feed beyond --max-feeds-per-user "
-                             "(default 8) on one process closes that user's oldest feed with 4409."},
+                             "(default 8) on one process closes that user's oldest feed with 4409; the feeds of a "
+                             "user whose tokens are revoked (deleted, password or role changed) are closed with "
+                             "4401."},
 }
 
 
@@ -55,8 +57,9 @@ def _document() -> str:
         "jsonSchemaDialect": "https://spec.openapis.org/oas/3.1/dialect/base",
         "info": {"title": "truckx", "version": VERSION,
                  "description": "Fleet dashcam server: device plane, admin plane, operations. Errors are "
-                                "`{\"error\": {\"code\", \"message\"}}`. `viewer` may read; only `admin` may "
-                                "change anything (`x-roles` on each operation). The admin plane takes a bearer "
+                                "`{\"error\": {\"code\", \"message\"}}`. `viewer` may read; `operator` may "
+                                "read, acknowledge and clear alarms, and send and cancel commands; `admin` may "
+                                "do everything (`x-roles` on each operation). The admin plane takes a bearer "
                                 "token or the console's `truckx_session` cookie; a request made with the cookie "
                                 "whose method is not GET/HEAD/OPTIONS must carry `X-XSRFToken` set to the `_xsrf` "
                                 "cookie's value (403 otherwise)."},

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from .common import (ADMIN, ALARM_STATUSES, ALARM_TYPE_ANY_CASE, ALARM_TYPES, CURSOR, DEVICE, DEVICE_PLANE,
-                     DEVICE_TIME, FILE_NAME, IMEI, IMEIS, LAT, LIMIT, LON, NUM, PATH_ALARM, READ, SINCE, TIME, UNTIL,
-                     UUID, UUID_PATTERN, WRITE, json_response, nullable, obj, op, page_of, param, ref)
+                     DEVICE_TIME, FILE_NAME, IMEI, IMEIS, LAT, LIMIT, LON, NUM, OPERATE, PATH_ALARM, READ, SINCE, TIME,
+                     UNTIL, UUID, UUID_PATTERN, json_response, nullable, obj, op, page_of, param, ref)
 
 
 SCHEMAS: dict[str, Any] = {
@@ -65,13 +65,13 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/admin/alarms/{alarm_id}/ack": {
         "parameters": [PATH_ALARM],
-        "post": op("Acknowledge an active alarm", WRITE, {200: json_response("acknowledged", ref("Alarm"))},
+        "post": op("Acknowledge an active alarm", OPERATE, {200: json_response("acknowledged", ref("Alarm"))},
                    body=ref("AckRequest"), body_required=False, errors=(404, 409), op_id="ackAlarm", tags=ADMIN,
                    description="The body is optional. 409 unless the alarm is active."),
     },
     "/api/v1/admin/alarms/{alarm_id}/clear": {
         "parameters": [PATH_ALARM],
-        "post": op("Clear an alarm", WRITE, {200: json_response("cleared", ref("Alarm"))}, errors=(404, 409),
+        "post": op("Clear an alarm", OPERATE, {200: json_response("cleared", ref("Alarm"))}, errors=(404, 409),
                    op_id="clearAlarm", tags=ADMIN,
                    description="From active or acknowledged; 409 when cleared already. No body needed."),
     },

@@ -1,11 +1,11 @@
-"""OpenAPI: Commands: send and read."""
+"""OpenAPI: Commands: send, list, read, cancel."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .common import (ADMIN, COMMANDS, COMMAND_STATUSES, IMEI, PATH_IMEI, READ, TIME, TIME_IN, UUID, WRITE, json_response, nullable,
-                     obj, op, param, ref)
+from .common import (ADMIN, COMMANDS, COMMAND_STATUSES, CURSOR, IMEI, IMEIS, LIMIT, OPERATE, PATH_IMEI, READ, TIME,
+                     TIME_IN, UUID, json_response, nullable, obj, op, page_of, param, ref)
 
 
 def _needs_args(command: str, args: dict[str, Any]) -> dict[str, Any]:
@@ -29,14 +29,24 @@ SCHEMAS: dict[str, Any] = {
         "status": {"enum": COMMAND_STATUSES},
         "created_by": {"type": ["string", "null"]}, "created_at": TIME, "expires_at": TIME,
         "sent_at": nullable(TIME), "finished_at": nullable(TIME), "detail": {"type": ["string", "null"]}}),
+    "CommandPage": page_of("Command"),
 }
 
 PATHS: dict[str, Any] = {
     "/api/v1/admin/devices/{imei}/commands": {
         "parameters": [PATH_IMEI],
-        "post": op("Send a command", WRITE, {202: json_response("queued (or sent when online)", ref("Command"))},
+        "post": op("Send a command", OPERATE, {202: json_response("queued (or sent when online)", ref("Command"))},
                    body=ref("CommandNew"), errors=(404,), op_id="sendCommand", tags=ADMIN,
                    description="Unknown command names are 400; an unregistered device is 404."),
+    },
+    "/api/v1/admin/commands": {
+        "get": op("List commands, newest first", READ, {200: json_response("a page", ref("CommandPage"))},
+                  parameters=[IMEIS, param("status", "query", {"type": "array", "items": {"enum": COMMAND_STATUSES}},
+                                           "repeatable", explode=True),
+                              param("since", "query", TIME, "inclusive lower bound of created_at (RFC 3339)"),
+                              param("until", "query", TIME, "exclusive upper bound of created_at (RFC 3339)"),
+                              LIMIT, CURSOR],
+                  op_id="listCommands", tags=ADMIN),
     },
     "/api/v1/admin/commands/{command_id}": {
         "parameters": [param("command_id", "path", UUID)],
@@ -44,5 +54,9 @@ PATHS: dict[str, Any] = {
                   parameters=[param("wait", "query", {"type": "integer", "minimum": 0, "maximum": 60, "default": 0},
                                     "hold the request up to this many seconds for a final state")],
                   errors=(404,), op_id="getCommand", tags=ADMIN),
+        "delete": op("Cancel a queued command", OPERATE, {200: json_response("cancelled", ref("Command"))},
+                     errors=(404, 409), op_id="cancelCommand", tags=ADMIN,
+                     description="A queued command becomes cancelled and is never sent; any other state is "
+                                 "409 (the error carries the command's status)."),
     },
 }

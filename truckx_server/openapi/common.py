@@ -9,13 +9,16 @@ from .. import paging, vocab
 VERSION = "1.0.0"
 
 READ = list(vocab.READ)
+OPERATE = list(vocab.OPERATE)
 WRITE = list(vocab.WRITE)
+AUDIT = list(vocab.AUDIT)
 DEVICE = [vocab.ROLE_DEVICE]
 ALARM_TYPES = list(vocab.ALARM_TYPES)
 ALARM_STATUSES = list(vocab.ALARM_STATUSES)
 COMMANDS = list(vocab.COMMANDS)
 COMMAND_STATUSES = list(vocab.COMMAND_STATUSES)
 ROLES = list(vocab.ROLES)
+AUDIT_ACTIONS = list(vocab.AUDIT_ACTIONS)
 
 #: operation tags
 ADMIN, DEVICE_PLANE, OPERATIONS = ["admin"], ["device"], ["operations"]

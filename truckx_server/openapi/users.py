@@ -1,10 +1,14 @@
-"""OpenAPI: Users: admin login and accounts."""
+"""OpenAPI: Users: admin login, accounts, roles, passwords, who am I."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .common import (ADMIN, RATE_LIMITED, READ, ROLES, TIME, WRITE, json_response, nullable, obj, op, param, ref)
+
+USERNAME = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"}
+PASSWORD = {"type": "string", "minLength": 12, "maxLength": 1024}
+REVOKES = "Every token issued to that user before stops working, and its event feeds are closed (4401)."
 
 
 SCHEMAS: dict[str, Any] = {
@@ -16,9 +20,12 @@ SCHEMAS: dict[str, Any] = {
                                        "created_at": nullable(TIME)}),
     "UserList": obj(["items"], {"items": {"type": "array", "items": ref("User")}}),
     "UserNew": obj(["username", "password"], {
-        "username": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$"},
-        "password": {"type": "string", "minLength": 12, "maxLength": 1024},
-        "role": {"enum": ROLES, "default": "viewer"}}),
+        "username": USERNAME, "password": PASSWORD, "role": {"enum": ROLES, "default": "viewer"}}),
+    "UserRole": obj(["role"], {"role": {"enum": ROLES}}),
+    "PasswordChange": obj(["password"], {
+        "password": PASSWORD,
+        "current_password": {"type": "string", "minLength": 1, "maxLength": 1024,
+                             "description": "required when changing your own password"}}),
 }
 
 PATHS: dict[str, Any] = {
@@ -41,6 +48,21 @@ PATHS: dict[str, Any] = {
         "parameters": [param("username", "path", {"type": "string"})],
         "delete": op("Delete a user", WRITE, {204: {"description": "deleted; its tokens stop working"}},
                      errors=(404, 409), op_id="deleteUser", tags=ADMIN,
-                     description="409 when deleting yourself or the last admin."),
+                     description="409 when deleting yourself or the last admin. " + REVOKES),
+        "patch": op("Change a user's role", WRITE, {200: json_response("the user", ref("User"))},
+                    body=ref("UserRole"), errors=(404, 409), op_id="setUserRole", tags=ADMIN,
+                    description="409 when demoting the last admin. Giving the role it has already changes "
+                                "nothing. Otherwise: " + REVOKES),
+    },
+    "/api/v1/admin/users/{username}/password": {
+        "parameters": [param("username", "path", {"type": "string"})],
+        "post": op("Change a password", READ, {204: {"description": "changed"}}, body=ref("PasswordChange"),
+                   errors=(404, 429), op_id="changePassword", tags=ADMIN,
+                   description="Your own (with current_password; 403 when it is wrong), or anyone's as an "
+                               "admin (403 otherwise). " + REVOKES + " Your own included: log in again."),
+    },
+    "/api/v1/admin/me": {
+        "get": op("The caller's account", READ, {200: json_response("you", ref("User"))}, op_id="me",
+                  tags=ADMIN),
     },
 }

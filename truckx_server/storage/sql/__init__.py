@@ -1,10 +1,11 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
 aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``,
-``.sessions``, ``.retention``, ``.uploads``."""
+``.sessions``, ``.retention``, ``.uploads``, ``.audit``."""
 
 from __future__ import annotations
 
 from .alarms import AlarmRows
+from .audit import AuditRows
 from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
@@ -30,6 +31,7 @@ class SqlStore:
         self.sessions = SessionRows(self.db)
         self.retention = RetentionRows(self.db)
         self.uploads = UploadRows(self.db)
+        self.audit = AuditRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()

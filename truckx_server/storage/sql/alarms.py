@@ -12,7 +12,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...errors import Conflict
-from ...models import AlarmIn
+from ...models import AlarmIn, AuditEntry
+from .audit import record
 from .engine import SqlEngine, from_db, to_db
 from .schema import alarm_files, alarms, videos
 
@@ -114,18 +115,27 @@ class AlarmRows:
                                  .order_by(alarms.c.ts, alarms.c.id).limit(limit))
         return [(r["ts"], r["id"]) for r in rows]
 
-    async def ack(self, alarm_id: str, by: str, note: str | None, now: dt.datetime) -> bool:
-        """``active -> acknowledged``; False when the alarm is missing or not active (concurrency-safe:
-        the state check is part of the UPDATE)."""
-        return await self.db.execute(alarms.update().where(alarms.c.id == alarm_id, alarms.c.status == "active")
-                                     .values(status="acknowledged", acknowledged_by=by, acknowledged_at=to_db(now),
-                                             ack_note=note)) > 0
+    async def ack(self, alarm_id: str, by: str, note: str | None, now: dt.datetime,
+                  audit: AuditEntry | None = None) -> bool:
+        """``active -> acknowledged`` (and ``audit`` written with it); False when the alarm is missing or
+        not active (concurrency-safe: the state check is part of the UPDATE)."""
+        return await self._transition(
+            alarms.update().where(alarms.c.id == alarm_id, alarms.c.status == "active")
+            .values(status="acknowledged", acknowledged_by=by, acknowledged_at=to_db(now), ack_note=note), audit)
 
-    async def clear(self, alarm_id: str, by: str, now: dt.datetime) -> bool:
+    async def clear(self, alarm_id: str, by: str, now: dt.datetime, audit: AuditEntry | None = None) -> bool:
         """``active|acknowledged -> cleared``; False when the alarm is missing or cleared already."""
-        return await self.db.execute(alarms.update().where(alarms.c.id == alarm_id,
-                                                           alarms.c.status.in_(("active", "acknowledged")))
-                                     .values(status="cleared", cleared_by=by, cleared_at=to_db(now))) > 0
+        return await self._transition(
+            alarms.update().where(alarms.c.id == alarm_id, alarms.c.status.in_(("active", "acknowledged")))
+            .values(status="cleared", cleared_by=by, cleared_at=to_db(now)), audit)
+
+    async def _transition(self, stmt: Any, audit: AuditEntry | None) -> bool:
+        async def q(conn: AsyncConnection) -> bool:
+            changed = (await conn.execute(stmt)).rowcount > 0
+            if changed:
+                await record(conn, audit)
+            return changed
+        return await self.db.run(q)
 
 
 #: the files of a page of alarms and whether each file's video has arrived (complete in the index)

@@ -1,16 +1,20 @@
-"""The durable command queue: ``queued -> sent -> succeeded | failed``, or ``expired`` past the TTL.
-Delivery itself (which live socket gets what, in which order) is ``domain/commands.py``."""
+"""The durable command queue: ``queued -> sent -> succeeded | failed``, or ``expired`` past the TTL, or
+``cancelled`` by an admin while still queued. Every move out of ``queued`` is one UPDATE conditional on
+``queued``, so a cancel, an expiry and a delivery never both win. Delivery itself (which live socket gets
+what, in which order) is ``domain/commands.py``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Sequence
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .engine import SqlEngine, from_db, row_dict, to_db
+from ...models import AuditEntry
+from .audit import record
+from .engine import SqlEngine, from_db, newest_first_window, row_dict, to_db
 from .schema import commands, devices
 
 #: before a command is queued: is the device registered, and are older unexpired commands waiting?
@@ -25,11 +29,13 @@ class CommandRows:
         self.db = db
 
     async def create(self, imei: str, command: str, args: dict[str, Any], ttl_s: int,
-                     created_by: str | None, now: dt.datetime) -> tuple[dict[str, Any], bool] | None:
-        """Queue a command for a registered device, in one transaction: ``(command, queued_before)``,
-        ``queued_before`` telling whether older unexpired commands of ``imei`` were waiting already;
-        None when ``imei`` is not registered. The command is the row as inserted (not read back)."""
-        row = {"id": str(uuid.uuid4()), "imei": imei, "command": command, "args": args, "status": "queued",
+                     created_by: str | None, now: dt.datetime, command_id: str | None = None,
+                     audit: AuditEntry | None = None) -> tuple[dict[str, Any], bool] | None:
+        """Queue a command for a registered device, in one transaction with its audit entry:
+        ``(command, queued_before)``, ``queued_before`` telling whether older unexpired commands of
+        ``imei`` were waiting already; None when ``imei`` is not registered. The command is the row as
+        inserted (not read back)."""
+        row = {"id": command_id or str(uuid.uuid4()), "imei": imei, "command": command, "args": args, "status": "queued",
                "created_by": created_by, "created_at": to_db(now),
                "expires_at": to_db(now + dt.timedelta(seconds=ttl_s)), "sent_at": None, "finished_at": None,
                "detail": None}
@@ -39,6 +45,7 @@ class CommandRows:
             if not registered:
                 return None
             await conn.execute(commands.insert(), row)
+            await record(conn, audit)
             out = {k: from_db(v) if isinstance(v, dt.datetime) else v for k, v in row.items()}
             return out, bool(queued_before)
         return await self.db.run(q)
@@ -59,8 +66,43 @@ class CommandRows:
             .order_by(commands.c.created_at, commands.c.id))
 
     async def mark_sent(self, command_id: str, now: dt.datetime) -> bool:
+        """``queued -> sent``: the delivery's claim, taken before the command is written to the socket;
+        False when it is no longer queued (cancelled, expired, or claimed by another delivery)."""
         return await self.db.execute(commands.update().where(commands.c.id == command_id, commands.c.status == "queued")
                                      .values(status="sent", sent_at=to_db(now))) > 0
+
+    async def unmark_sent(self, command_id: str, sent_at: dt.datetime) -> bool:
+        """``sent -> queued`` again: the claim taken at ``sent_at`` was not followed by a write (the
+        connection had gone), so the command waits for the next connection."""
+        return await self.db.execute(commands.update().where(
+            commands.c.id == command_id, commands.c.status == "sent", commands.c.sent_at == to_db(sent_at))
+            .values(status="queued", sent_at=None)) > 0
+
+    async def cancel(self, command_id: str, now: dt.datetime, audit: AuditEntry | None = None) -> bool:
+        """``queued -> cancelled`` with its audit entry, in one transaction; False when the command is not
+        (or no longer) queued. Conditional on ``queued``, like the delivery's claim: only one wins."""
+        async def q(conn: AsyncConnection) -> bool:
+            changed = (await conn.execute(commands.update().where(
+                commands.c.id == command_id, commands.c.status == "queued")
+                .values(status="cancelled", finished_at=to_db(now)))).rowcount > 0
+            if changed:
+                await record(conn, audit)
+            return changed
+        return await self.db.run(q)
+
+    async def search(self, *, imeis: Sequence[str] = (), statuses: Sequence[str] = (),
+                     since: dt.datetime | None = None, until: dt.datetime | None = None,
+                     before: tuple[dt.datetime, str] | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        """Commands matching every given filter, newest first (``created_at DESC, id DESC``), strictly
+        before the keyset ``before = (created_at, id)``; ``since <= created_at < until``."""
+        cond: list[Any] = []
+        if imeis:
+            cond.append(commands.c.imei.in_(list(imeis)))
+        if statuses:
+            cond.append(commands.c.status.in_(list(statuses)))
+        cond += newest_first_window(commands.c.created_at, commands.c.id, since, until, before)
+        return await self.db.all(sa.select(commands).where(sa.and_(sa.true(), *cond))
+                                 .order_by(commands.c.created_at.desc(), commands.c.id.desc()).limit(limit))
 
     async def finish(self, imei: str, command_id: str, ok: bool, detail: str | None,
                      now: dt.datetime) -> tuple[dict[str, Any] | None, bool]:

@@ -10,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...errors import Conflict
+from ...models import AuditEntry
+from .audit import record
 from .engine import SqlEngine, to_db
 from .schema import devices
 
@@ -21,9 +23,10 @@ class DeviceRows:
     def __init__(self, db: SqlEngine) -> None:
         self.db = db
 
-    async def create(self, rows: Sequence[dict[str, Any]], now: dt.datetime) -> None:
-        """Insert devices ``{imei, name, secret_hash}`` all or none; :class:`Conflict` names the IMEIs
-        registered already."""
+    async def create(self, rows: Sequence[dict[str, Any]], now: dt.datetime,
+                     audit: Sequence[AuditEntry] = ()) -> None:
+        """Insert devices ``{imei, name, secret_hash}`` all or none, with their audit entries;
+        :class:`Conflict` names the IMEIs registered already."""
         imeis = [r["imei"] for r in rows]
 
         async def q(conn: AsyncConnection) -> None:
@@ -33,6 +36,7 @@ class DeviceRows:
             await conn.execute(devices.insert(), [
                 {"imei": r["imei"], "name": r.get("name"), "secret_hash": r["secret_hash"], "enabled": True,
                  "created_at": to_db(now), "last_seen": None} for r in rows])
+            await record(conn, *audit)
         try:
             await self.db.run(q)
         except IntegrityError:
@@ -58,17 +62,28 @@ class DeviceRows:
             return [dict(r._mapping) for r in (await conn.execute(sa.select(*AUTH_COLUMNS).limit(limit))).all()]
         return await self.db.run(q, write=False)
 
-    async def update(self, imei: str, **values: Any) -> bool:
-        """Set ``name`` and/or ``enabled``; False when the device is not registered."""
+    async def update(self, imei: str, audit: Sequence[AuditEntry] = (), **values: Any) -> bool:
+        """Set ``name`` and/or ``enabled`` (and write ``audit``); False when the device is not registered."""
         allowed = {k: v for k, v in values.items() if k in ("name", "enabled")}
         if not allowed:
             return await self.get(imei) is not None
-        return await self.db.execute(devices.update().where(devices.c.imei == imei).values(**allowed)) > 0
 
-    async def rotate_secret(self, imei: str, secret_hash: str) -> bool:
+        async def q(conn: AsyncConnection) -> bool:
+            found = (await conn.execute(devices.update().where(devices.c.imei == imei).values(**allowed))).rowcount > 0
+            if found:
+                await record(conn, *audit)
+            return found
+        return await self.db.run(q)
+
+    async def rotate_secret(self, imei: str, secret_hash: str, audit: AuditEntry | None = None) -> bool:
         """Replace the secret and bump ``secret_version``, which revokes every token issued before."""
-        return await self.db.execute(devices.update().where(devices.c.imei == imei).values(
-            secret_hash=secret_hash, secret_version=devices.c.secret_version + 1)) > 0
+        async def q(conn: AsyncConnection) -> bool:
+            found = (await conn.execute(devices.update().where(devices.c.imei == imei).values(
+                secret_hash=secret_hash, secret_version=devices.c.secret_version + 1))).rowcount > 0
+            if found:
+                await record(conn, audit)
+            return found
+        return await self.db.run(q)
 
     async def touch(self, seen: dict[str, dt.datetime]) -> None:
         """Record ``last_seen`` for several devices at once."""

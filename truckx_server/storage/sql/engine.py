@@ -66,6 +66,21 @@ def sync_url(url: str) -> str:
     return _with_driver(url, blocking=True)
 
 
+def newest_first_window(time_col: Any, id_col: Any, since: dt.datetime | None, until: dt.datetime | None,
+                        before: tuple[dt.datetime, Any] | None) -> list[Any]:
+    """The conditions of one page of a newest-first list (``ORDER BY time DESC, id DESC``):
+    ``since <= time < until``, and strictly after the previous page's last row ``before = (time, id)``."""
+    cond: list[Any] = []
+    if since is not None:
+        cond.append(time_col >= to_db(since))
+    if until is not None:
+        cond.append(time_col < to_db(until))
+    if before is not None:
+        at, last_id = to_db(before[0]), before[1]
+        cond.append(sa.or_(time_col < at, sa.and_(time_col == at, id_col < last_id)))
+    return cond
+
+
 def row_dict(row: Any) -> dict[str, Any]:
     """A result row as a dict, its datetimes aware UTC."""
     out = dict(row._mapping)

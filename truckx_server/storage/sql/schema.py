@@ -35,6 +35,9 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(255), nullable=False),
     sa.Column("role", sa.String(16), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    #: in every token of this user (``ver``); drawn afresh at random on create, password and role change,
+    #: so older tokens stop working and a re-created user never gets its former self's back (0010)
+    sa.Column("token_version", sa.BigInteger, nullable=False, server_default="0"),
 )
 
 alarms = sa.Table(
@@ -116,6 +119,22 @@ commands = sa.Table(
     sa.Column("detail", sa.Text, nullable=True),
     sa.Index("ix_commands_imei_status_created", "imei", "status", "created_at"),
     sa.Index("ix_commands_status_expires", "status", "expires_at"),
+    sa.Index("ix_commands_created_id", "created_at", "id"),  # the admin's list, newest first (0010)
+)
+
+#: every change made through the admin plane, written in the same transaction as the change (0010)
+audit = sa.Table(
+    "audit", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("target", sa.String(192), nullable=False),
+    sa.Column("detail", JsonText, nullable=True),
+    sa.Index("ix_audit_at_id", "at", "id"),
+    sa.Index("ix_audit_actor_at_id", "actor", "at", "id"),
+    sa.Index("ix_audit_action_at_id", "action", "at", "id"),
+    sa.Index("ix_audit_target_at_id", "target", "at", "id"),
 )
 
 #: named leases with an expiry: the holder of a lease does the work it names (one retention pass at a

@@ -11,6 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ...models import AuditEntry
+from .audit import record
 from .engine import SqlEngine, row_dict, to_db
 from .schema import alarm_files, alarms, videos
 
@@ -35,8 +37,12 @@ class VideoRows:
     async def get(self, imei: str, name: str) -> dict[str, Any] | None:
         return await self.db.one(sa.select(videos).where(videos.c.imei == imei, videos.c.name == name))
 
-    async def delete(self, imei: str, name: str) -> None:
-        await self.db.execute(videos.delete().where(videos.c.imei == imei, videos.c.name == name))
+    async def delete(self, imei: str, name: str, audit: AuditEntry | None = None) -> None:
+        """Drop the index row, and write ``audit`` in the same transaction."""
+        async def q(conn: AsyncConnection) -> None:
+            await conn.execute(videos.delete().where(videos.c.imei == imei, videos.c.name == name))
+            await record(conn, audit)
+        await self.db.run(q)
 
     async def set_media(self, imei: str, name: str, *, duration_s: float | None, width: int | None,
                         height: int | None, codec: str | None, thumbnail: bool, probed_at: dt.datetime) -> bool:
