@@ -11,7 +11,7 @@ import re
 from typing import Any, Mapping, Sequence
 
 from .errors import InvalidArgument, InvalidJson
-from .vocab import AUDIT_ACTIONS
+from .vocab import AUDIT_ACTIONS, WEBHOOK_EVENTS
 
 UTC = dt.timezone.utc
 
@@ -349,3 +349,19 @@ class AuditEntry:
         # longer names nothing (the change fails, and the entry is never written)
         object.__setattr__(self, "target", str(self.target)[:AUDIT_TARGET_MAX])
         object.__setattr__(self, "detail", audit_detail(self.detail))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    """Something a webhook may be told of, as the outbox keeps it: written by the store call that makes
+    the change, in the same transaction (``storage/sql/outbox.py``), so a crash between the change and
+    the send loses nothing. ``type`` is one of ``vocab.WEBHOOK_EVENTS``; ``data`` is the resource as the
+    admin API shows it; ``at`` is when the event happened."""
+
+    type: str
+    data: dict[str, Any]
+    at: dt.datetime = dataclasses.field(default_factory=utcnow)
+
+    def __post_init__(self) -> None:
+        if self.type not in WEBHOOK_EVENTS:
+            raise ValueError(f"unknown webhook event {self.type!r}: add it to vocab.WEBHOOK_EVENTS")

@@ -49,6 +49,10 @@ AUDIT_ACTIONS = (
     "video.delete",          # imei/name
 )
 
+#: the webhook event types (``models.OutboxEvent.type``, ``POST /api/v1/admin/webhooks`` ``events``)
+WEBHOOK_EVENTS = ("alarm.created", "alarm.acknowledged", "alarm.cleared", "device.online", "device.offline",
+                  "geofence.enter", "geofence.exit", "command.finished", "video.uploaded")
+
 #: events on the admin feed (and the bus)
 EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video")
 

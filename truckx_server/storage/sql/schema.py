@@ -196,3 +196,15 @@ s3_upload_parts = sa.Table(
     sa.Column("size", sa.BigInteger, nullable=False),
     sa.ForeignKeyConstraint(["imei", "name"], ["s3_uploads.imei", "s3_uploads.name"], ondelete="CASCADE"),
 )
+
+#: every event a webhook may be told of, written in the same transaction as the change that caused it
+#: (``storage/sql/outbox.py``); ``at`` is when the event happened, ``id`` its order (0011)
+outbox = sa.Table(
+    "outbox", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("data", JsonText, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ix_outbox_created", "created_at"),
+)
