@@ -40,7 +40,12 @@ export function Commands({ params }) {
     try {
       const page = await get('/api/v1/admin/commands', query());
       if (mine !== seq.current) return;
-      setRows(page.items);
+      // a command sent (or changed on the feed) while this page was in flight stays, at its newest state
+      setRows((r) => {
+        const listed = new Set(page.items.map((c) => c.id));
+        const newer = r.filter((c) => !listed.has(c.id) && seen.current.has(c.id) && matches(c));
+        return [...newer, ...page.items.map((c) => latest(c))];
+      });
       setCursor(page.next_cursor);
       setMissing(false);
       setError(null);
@@ -72,9 +77,21 @@ export function Commands({ params }) {
   // the newest state seen on the feed per command: a POST's answer can arrive after the command's
   // later events (a device online answers within milliseconds)
   const seen = useRef(new Map());
-  const upsert = (given, isNew) => setRows((r) => {
+  const remember = (cmd) => {
+    const known = seen.current;
+    const prev = known.get(cmd.id);
+    if (!prev || RANK[cmd.status] >= RANK[prev.status]) {
+      known.delete(cmd.id);
+      known.set(cmd.id, cmd);
+    }
+    if (known.size > 1000) known.delete(known.keys().next().value);
+  };
+  const latest = (given) => {
     const known = seen.current.get(given.id);
-    const cmd = known && RANK[known.status] > RANK[given.status] ? { ...given, ...known } : given;
+    return known && RANK[known.status] > RANK[given.status] ? { ...given, ...known } : given;
+  };
+  const upsert = (given, isNew) => setRows((r) => {
+    const cmd = latest(given);
     const i = r.findIndex((c) => c.id === cmd.id);
     if (i >= 0) {
       // a response may arrive after a newer event: a state never moves backwards
@@ -89,19 +106,13 @@ export function Commands({ params }) {
 
   useFeed((ev) => {
     if (ev.type !== 'command_status' || !ev.command) return;
-    const known = seen.current;
-    const prev = known.get(ev.command.id);
-    if (!prev || RANK[ev.command.status] >= RANK[prev.status]) {
-      known.delete(ev.command.id);
-      known.set(ev.command.id, ev.command);
-    }
-    if (known.size > 1000) known.delete(known.keys().next().value);
+    remember(ev.command);
     upsert(ev.command, !missing);
   }, [imei, statusFilter, missing]);
 
   return (
     <div class="page-col">
-      {can(role, 'command.send') ? <SendForm initialImei={imei} onSent={(c) => upsert(c, true)} /> : null}
+      {can(role, 'command.send') ? <SendForm initialImei={imei} onSent={(c) => { remember(c); upsert(c, true); }} /> : null}
       <div class="toolbar">
         <h2>Commands</h2>
         <label class="inline">Device
