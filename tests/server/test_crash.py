@@ -81,8 +81,10 @@ class Streamer:
                     await window.acquire()
                     if reader.done():
                         break
-                    await ws.send(self.frame(self.next_seq))
-                    self.next_seq += 1
+                    # counted as sent before the send: a send cut off by the kill may still have
+                    # reached the server (it is resent like any frame without an ack)
+                    seq, self.next_seq = self.next_seq, self.next_seq + 1
+                    await ws.send(self.frame(seq))
                 await reader  # its own failure (anything but an ack) fails the test
         except (ConnectionClosed, OSError):
             pass  # killed

@@ -97,6 +97,13 @@ def _hash_file(path: Path) -> tuple["hashlib._Hash", int]:
     return hasher, size
 
 
+def _read_at(path: Path, offset: int, size: int) -> bytes:
+    """Up to ``size`` bytes of ``path`` from ``offset`` (in a worker thread; the file is closed again)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
 def _open_part_sync(path: Path, resume: bool) -> tuple[BinaryIO, int, "hashlib._Hash"]:
     """In a worker thread: the part file open for appending, its size and the hash of its content."""
     privacy.private_dir(path.parent)
@@ -510,15 +517,17 @@ class FsVideoStore:
     async def iter_range(self, imei: str, name: str, start: int, end: int,
                          chunk_size: int = READ_CHUNK) -> AsyncIterator[bytes]:
         """Bytes ``start <= i < end`` of the complete object, in chunks of at most ``chunk_size``."""
-        async with aiofiles.open(self.object_path(imei, name), "rb") as f:
-            await f.seek(start)
-            remaining = end - start
-            while remaining > 0:
-                chunk = await f.read(min(chunk_size, remaining))
-                if not chunk:
-                    break
-                remaining -= len(chunk)
-                yield chunk
+        # each piece is opened, read and closed by one worker-thread call: a reader cancelled or dropped
+        # half-way (a download cut off, a probe stopped at shutdown) leaves no open file behind
+        path = self.object_path(imei, name)
+        await asyncio.to_thread(os.stat, path)  # FileNotFoundError before anything is sent
+        position = start
+        while position < end:
+            chunk = await asyncio.to_thread(_read_at, path, position, min(chunk_size, end - position))
+            if not chunk:
+                break
+            position += len(chunk)
+            yield chunk
 
     # -- thumbnails ------------------------------------------------------------------------------
 
@@ -527,8 +536,7 @@ class FsVideoStore:
 
     async def get_thumbnail(self, imei: str, name: str) -> bytes | None:
         try:
-            async with aiofiles.open(self.thumbnail_path(imei, name), "rb") as f:
-                return await f.read()
+            return await asyncio.to_thread(self.thumbnail_path(imei, name).read_bytes)
         except FileNotFoundError:
             return None
 
