@@ -7,8 +7,8 @@ What must hold:
 
 - the socket is never dropped: each frame is answered (an ``error`` frame, a ``pong``, an ``ack``) and
   the session goes on; a frame over the size limit closes it with 1009, never without a code;
-- a ``locations`` frame that mixes valid and invalid points gets an ``error`` naming exactly the invalid
-  ones, and its ``ack``;
+- a ``locations`` frame that mixes valid and invalid points gets an ``error`` naming exactly the first
+  invalid ones (at most ``MAX_REJECTED_NAMED``) and counting all of them, and its ``ack``;
 - nothing valid is lost and nothing invalid is kept: at the end the device's stored track is exactly
   the valid points the test sent;
 - the handshake answers any token with 401/403, never a 5xx; the server logs no traceback.
@@ -37,6 +37,7 @@ from websockets.sync.client import ClientConnection, connect
 from tests.fuzz_support import backend_args, combination_params, start_server, tracebacks
 from tests.process import ServerProcess
 from tests.support import new_imei
+from truckx_server.handlers.device_socket import MAX_REJECTED_NAMED
 
 EXAMPLES = int(os.environ.get("TRUCKX_FUZZ_EXAMPLES", "8")) * 4
 MAX_FRAME = 256 * 1024
@@ -286,10 +287,13 @@ def check_frame(device: Device, frame: tuple[str, int, list[dict[str, Any]], lis
         errors = [f for f in answers if f.get("type") == "error"]
         if bad:
             assert len(errors) == 1 and errors[0]["seq"] == seq, answers
+            # the first MAX_REJECTED_NAMED refused points are named; the message gives the count
             refused = [r["index"] for r in errors[0]["rejected"]]
             points = json.loads(text).get("points") or [json.loads(text)]
-            assert refused == bad[:100], ("accepted although invalid:", [points[i] for i in bad[:100] if i not in refused],
-                                          "refused although valid:", [points[i] for i in refused if i not in bad])
+            named = bad[:MAX_REJECTED_NAMED]
+            assert refused == named, ("accepted although invalid:", [points[i] for i in named if i not in refused],
+                                      "refused although valid:", [points[i] for i in refused if i not in bad])
+            assert errors[0]["message"].startswith(f"{len(bad)} of {len(points)} "), errors[0]["message"]
         else:
             assert not errors, (errors, text[:500])
         device.valid.update(stored_instant(p) for p in valid)
