@@ -3,7 +3,7 @@ SQLite vs MongoDB (SecantusDB started as a separate process). Not a test; run it
 
     .venv/bin/python benchmarks/location_stores.py
 """
-import asyncio, datetime as dt, sys, tempfile, time, secrets
+import asyncio, datetime as dt, sys, tempfile, time
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
 from tests.backends import SecantusProcess, mongo_url
 from truckx_server.models import UTC, LocationPoint

@@ -110,7 +110,7 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     await ws.wait_ack(1)
 
     data = b"video bytes " * 100
-    r = await http.put(f"/api/v1/device/videos/a.mp4", content=data, headers=dh)
+    r = await http.put("/api/v1/device/videos/a.mp4", content=data, headers=dh)
     assert r.status_code == 201, r.text
     r = await http.patch("/api/v1/device/videos/b.mp4", content=data[:100],
                          headers={**dh, "Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"})

@@ -121,8 +121,8 @@ def closed_by_server(sock: socket.socket) -> bool:
     if not readable:
         return False
     try:
-        while chunk := sock.recv(65536, socket.MSG_DONTWAIT):
-            del chunk
+        while sock.recv(65536, socket.MSG_DONTWAIT):
+            pass
         return True
     except BlockingIOError:
         return False
