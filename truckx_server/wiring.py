@@ -162,6 +162,7 @@ class Node:
                 await task
         self._tasks.clear()
         await self.dispatcher.aclose()
+        await self.devices.aclose()
         await self.batcher.close()
         await self.videos.aclose()  # finishes the fsync of parts whose upload was cut off
         with contextlib.suppress(Exception):

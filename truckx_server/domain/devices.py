@@ -342,6 +342,11 @@ class DeviceService:
     # ``offline`` for a device not seen for ``offline_after_s`` that no process holds. Each transition is
     # one conditional UPDATE with its outbox event: announced once, whichever process makes it.
 
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Shutdown: let the presence writes of the sockets just closed finish (before the store closes)."""
+        if self._presence_tasks:
+            await asyncio.wait(list(self._presence_tasks), timeout=timeout_s)
+
     def _presence_soon(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._presence_tasks.add(task)

@@ -125,7 +125,11 @@ class WebhookRows:
         per enabled endpoint subscribed to the event's type that existed when the event was recorded.
         Returns ``(events, deliveries)`` this call made. Several processes may call it at once: each
         event is marked with a conditional UPDATE in the transaction that inserts its deliveries, so
-        exactly one of them fans it out."""
+        exactly one of them fans it out. Nothing to do costs one read (no write transaction)."""
+        waiting = await self.db.one(sa.select(outbox.c.id).where(outbox.c.dispatched_at.is_(None)).limit(1))
+        if waiting is None:
+            return 0, 0
+
         async def q(conn: AsyncConnection) -> tuple[int, int]:
             events = (await conn.execute(
                 sa.select(outbox.c.id, outbox.c.type, outbox.c.created_at)
@@ -169,9 +173,13 @@ class WebhookRows:
                .order_by(deliveries.c.next_attempt_at).limit(limit))
         until = to_db(now + dt.timedelta(seconds=lease_s))
 
+        candidates = [r["id"] for r in await self.db.all(due)]  # a read; the claims below decide
+        if not candidates:
+            return []
+
         async def q(conn: AsyncConnection) -> list[int]:
             claimed = []
-            for delivery_id in (await conn.execute(due)).scalars().all():
+            for delivery_id in candidates:
                 if (await conn.execute(deliveries.update().where(
                         deliveries.c.id == delivery_id, deliveries.c.status == PENDING, free)
                         .values(lease_holder=holder, lease_expires_at=until))).rowcount:
