@@ -69,12 +69,13 @@ class Sink:
             return sum(len(v) for v in self.by_path.values())
 
 
-def run(alarms: int, endpoints: int) -> dict:
+def run(alarms: int, endpoints: int, code: Path = ROOT) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
-        env = {**os.environ, "TRUCKX_INITIAL_ADMIN_PASSWORD": PASSWORD, "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "TRUCKX_INITIAL_ADMIN_PASSWORD": PASSWORD, "PYTHONPATH": str(code)}
+        flags = ["--webhook-deny-private", "false"] if endpoints else []  # none: runs on code without webhooks
         proc = subprocess.Popen([sys.executable, "-m", "truckx_server", "--host", "127.0.0.1", "--port", str(port),
-                                 "--data-dir", tmp, "--webhook-deny-private", "false", "--log-level", "warning"],
+                                 "--data-dir", tmp, *flags, "--log-level", "warning"],
                                 env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         sink = Sink()
         try:
@@ -128,9 +129,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--alarms", type=int, default=2000)
     parser.add_argument("--endpoints", type=int, nargs="+", default=[0, 1, 4])
+    parser.add_argument("--code", type=Path, default=ROOT, help="the source tree to run the server from (with "
+                        "--endpoints 0: a tree without webhooks, for a baseline)")
     args = parser.parse_args()
     for endpoints in args.endpoints:
-        r = run(args.alarms, endpoints)
+        r = run(args.alarms, endpoints, args.code)
         print(f"endpoints={r['endpoints']:2d}  alarms posted {r['alarms_per_s']:7.0f}/s  "
               f"deliveries {r['delivered']:6d} in {r['drained_s']:6.1f} s = {r['deliveries_per_s']:6.0f}/s  "
               f"in order per endpoint: {r['in_order']}")

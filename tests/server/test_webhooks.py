@@ -333,3 +333,26 @@ async def test_a_short_drop_sends_nothing(server_factory: ServerFactory) -> None
         await asyncio.sleep(0.5)  # room for a wrong late event to show up
         assert [m.body["type"] for m in rx.delivered] == ["device.online", "alarm.created"]
         ws.close()
+
+
+def test_signature_matches_the_standard_webhooks_example_and_the_receivers_check() -> None:
+    from tests.webhook_receiver import verify
+    from truckx_server.domain.webhooks import sign
+    # the example of the Standard Webhooks reference libraries' tests
+    secret, msg_id, body = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "msg_p5jXN8AQM9LWM0D4loKWxJek", b'{"test": 2432232314}'
+    assert sign(secret, msg_id, 1614265330, body) == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    import time
+    now = int(time.time())
+    assert verify(secret, msg_id, str(now), body, sign(secret, msg_id, now, body))
+    assert not verify(secret, msg_id, str(now), body + b" ", sign(secret, msg_id, now, body))
+    assert not verify(secret, msg_id, str(now - 3600), body, sign(secret, msg_id, now - 3600, body))  # too old
+
+
+@pytest.mark.parametrize("address, allowed", [
+    ("93.184.215.14", True), ("2606:4700:4700::1111", True), ("127.0.0.1", False), ("10.0.0.1", False),
+    ("172.16.5.4", False), ("192.168.1.1", False), ("169.254.169.254", False), ("0.0.0.0", False), ("::", False),
+    ("::1", False), ("fe80::1", False), ("fd12:3456::1", False), ("100.64.1.1", False), ("224.0.0.1", False),
+    ("::ffff:10.0.0.1", False), ("::ffff:93.184.215.14", True)])
+def test_which_addresses_deliveries_may_go_to(address: str, allowed: bool) -> None:
+    from truckx_server.domain.webhooks import address_allowed
+    assert address_allowed(address) is allowed
