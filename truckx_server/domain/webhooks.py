@@ -27,6 +27,7 @@ import ipaddress
 import json
 import logging
 import random
+import re
 import secrets
 import socket
 import time
@@ -66,6 +67,7 @@ PURGE_EVERY_S = 3600.0
 #: a DNS lookup of an endpoint's host may take this long
 RESOLVE_TIMEOUT_S = 5.0
 USER_AGENT = "truckx-webhooks/1"
+DELIVERY_ID = re.compile(r"[0-9]{1,18}")
 
 
 # -- signing -------------------------------------------------------------------------------------
@@ -120,7 +122,7 @@ async def resolve(host: str, port: int) -> list[str]:
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_S):
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, TimeoutError) as exc:
+    except (OSError, TimeoutError, ValueError) as exc:  # UnicodeError (a label too long) is a ValueError
         raise AddressRefused(f"the host {host} does not resolve") from exc
     return list(dict.fromkeys(info[4][0] for info in infos))
 
@@ -292,7 +294,7 @@ class WebhookService:
 
     async def retry(self, webhook_id: str, delivery_id: str, actor: str) -> dict[str, Any]:
         webhook_id = _webhook_id(webhook_id)
-        if not delivery_id.isdigit() or len(delivery_id) > 18:
+        if not DELIVERY_ID.fullmatch(delivery_id):
             raise NotFound("no such delivery")
         now = utcnow()
         row = await self.rows.retry(webhook_id, int(delivery_id), now,
@@ -450,7 +452,7 @@ class Dispatcher:
             return None, f"timed out after {self.timeout_s:g} s"
         except httpx.HTTPError as exc:
             return None, f"request failed: {type(exc).__name__}"
-        except OSError as exc:
+        except (OSError, ValueError) as exc:
             return None, f"request failed: {type(exc).__name__}"
 
     @property
