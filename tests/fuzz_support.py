@@ -108,6 +108,10 @@ def seed(srv: ServerProcess, imeis: list[str]) -> Seeded:
         # queued for a device that is offline: the command list has more than one page
         httpx.post(srv.url + f"/api/v1/admin/devices/{imeis[0]}/commands", json={"command": "reset"},
                    headers=headers).raise_for_status()
+    for i in range(2):  # disabled: nothing is sent to them
+        httpx.post(srv.url + "/api/v1/admin/webhooks", json={"url": f"https://93.184.215.14/seed-{i}",
+                                                             "events": ["alarm.created"], "enabled": False},
+                   headers=headers).raise_for_status()
     # every paged list of the document whose only path parameter (if any) is the device
     lists = {template: template.replace("{imei}", device_imei)
              for template, item in openapi.document()["paths"].items()

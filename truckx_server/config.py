@@ -61,6 +61,16 @@ def parse_networks(raw: str | Sequence[Any]) -> tuple[Network, ...]:
     return tuple(out)
 
 
+def parse_bool(raw: str) -> bool:
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", "on"):
+        return True
+    if value in ("false", "0", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")
+
+
 DEFAULT_TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
 #: an absolute tile URL template: http(s), a host (optionally a leading ``{s}.`` subdomain), a port, a path
 _TILE_URL = re.compile(r"(?P<origin>https?://(?:\{s\}\.)?[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::\d{1,5})?)"
@@ -159,6 +169,19 @@ class Settings:
     s3_part_size: int = 8 * 1024**2
     #: an unfinished S3 upload untouched this long is aborted (its parts deleted)
     upload_abandon_after_s: int = 7 * 86400
+    #: webhooks: refuse endpoint URLs whose host is or resolves to a loopback, private, link-local,
+    #: unique-local or unspecified address (checked on create/PATCH and again at each delivery)
+    webhook_deny_private: bool = True
+    #: first retry delay of a failed delivery in seconds; doubled each attempt (with jitter), capped at 1 h
+    webhook_retry_base_s: float = 5.0
+    #: a delivery is retried for this long (seconds from its creation or its manual retry), then failed
+    webhook_retry_window_s: int = 86400
+    #: time limit of one delivery attempt, seconds
+    webhook_timeout_s: float = 10.0
+    #: deliveries in flight at once on this process
+    webhook_concurrency: int = 16
+    #: device.offline once a device that had a socket has had none for this many seconds
+    offline_after_s: int = 300
 
     def __post_init__(self) -> None:
         if not isinstance(self.trusted_proxies, tuple) or not all(
@@ -217,9 +240,22 @@ class Settings:
         if not 0 < self.media_timeout_s <= 3600:
             raise ConfigError("media_timeout_s must be more than 0 and at most 3600")
         self._validate_cluster()
+        self._validate_webhooks()
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, not {self.log_level!r}")
         return self
+
+    def _validate_webhooks(self) -> None:
+        if not 0 < self.webhook_retry_base_s <= 3600:
+            raise ConfigError("webhook_retry_base_s must be more than 0 and at most 3600")
+        if not 0 <= self.webhook_retry_window_s <= 30 * 86400:
+            raise ConfigError("webhook_retry_window_s must be 0-2592000 (30 days)")
+        if not 0 < self.webhook_timeout_s <= 300:
+            raise ConfigError("webhook_timeout_s must be more than 0 and at most 300")
+        if not 1 <= self.webhook_concurrency <= 1000:
+            raise ConfigError("webhook_concurrency must be 1-1000")
+        if not 1 <= self.offline_after_s <= 30 * 86400:
+            raise ConfigError("offline_after_s must be 1-2592000 (30 days)")
 
     def _validate_cluster(self) -> None:
         if self.bus_url and self.bus_url.split(":", 1)[0] not in ("redis", "rediss", "unix"):
@@ -320,6 +356,15 @@ _OPTIONS: dict[str, tuple[type | Callable[[str], Any], str]] = {
     "video_url": (str, "video store: file:///path or s3://bucket/prefix (default <data-dir>/videos)"),
     "s3_part_size": (int, "S3 multipart part size in bytes (at least 5 MiB)"),
     "upload_abandon_after_s": (int, "unfinished S3 uploads untouched this long are aborted"),
+    "webhook_deny_private": (parse_bool, "refuse webhook URLs whose host is or resolves to a loopback, private, "
+                                         "link-local, unique-local or unspecified address, on create, PATCH and "
+                                         "each delivery (true or false; default true)"),
+    "webhook_retry_base_s": (float, "first retry delay of a failed webhook delivery, seconds (doubled each "
+                                    "attempt with jitter, at most one hour)"),
+    "webhook_retry_window_s": (int, "a webhook delivery is retried for this many seconds, then failed"),
+    "webhook_timeout_s": (float, "time limit of one webhook delivery attempt, seconds"),
+    "webhook_concurrency": (int, "webhook deliveries in flight at once per process"),
+    "offline_after_s": (int, "device.offline once a device that had a socket has had none for this many seconds"),
 }
 
 
@@ -331,6 +376,8 @@ def _convert(kind: type | Callable[[str], Any], raw: str, name: str) -> Any:
             return Path(raw)
         return kind(raw)
     except ValueError as exc:
+        if kind is parse_bool:
+            raise ConfigError(f"{name}: use true or false, not {raw!r}") from exc
         if kind is parse_networks:
             raise ConfigError(f"{name}: {exc}") from exc
         raise ConfigError(f"{name}: cannot read {raw!r} as {getattr(kind, '__name__', 'a value')}") from exc

@@ -37,6 +37,9 @@ class Metrics:
         self.video_probes = Counter("truckx_video_probes", "Videos read for metadata and a thumbnail, by outcome "
                                     "(video, not_video, timeout, failed)", ["outcome"], registry=r)
         #: kind: locations, alarms or videos (a closed set)
+        #: result: delivered, retry or failed (a closed set)
+        self.webhook_attempts = Counter("truckx_webhook_attempts", "Webhook delivery attempts, by result "
+                                        "(delivered, retry, failed)", ["result"], registry=r)
         self.retention_removed = Counter("truckx_retention_removed", "Items deleted by retention passes", ["kind"],
                                          registry=r)
 

@@ -47,6 +47,10 @@ AUDIT_ACTIONS = (
     "command.send",          # command id
     "command.cancel",        # command id
     "video.delete",          # imei/name
+    "webhook.create",        # webhook id
+    "webhook.update",        # webhook id
+    "webhook.delete",        # webhook id
+    "webhook.retry",         # webhook id/delivery id
 )
 
 #: the webhook event types (``models.OutboxEvent.type``, ``POST /api/v1/admin/webhooks`` ``events``)

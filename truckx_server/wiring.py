@@ -27,6 +27,7 @@ from .domain.trips import TripService
 from .domain.nodes import NodeService
 from .domain.users import UserService
 from .domain.videos import VideoService
+from .domain.webhooks import Dispatcher, WebhookService
 from .hub import Hub
 from .ingest import LocationBatcher
 from .media import MediaProber
@@ -91,6 +92,18 @@ class Node:
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
                                    settings.max_video_bytes, self.media, uploads=self.sql.uploads)
 
+        self.dispatcher = Dispatcher(
+            self.sql.webhooks, metrics, self.node_id, deny_private=settings.webhook_deny_private,
+            retry_base_s=settings.webhook_retry_base_s, retry_window_s=settings.webhook_retry_window_s,
+            timeout_s=settings.webhook_timeout_s, concurrency=settings.webhook_concurrency)
+        self.webhooks = WebhookService(self.sql.webhooks, deny_private=settings.webhook_deny_private,
+                                       retry_window_s=settings.webhook_retry_window_s, dispatcher=self.dispatcher)
+        # a change that wrote outbox events has committed here: send them now, not at the next poll
+        self.sql.db.on_outbox.append(self.dispatcher.wake)
+        #: housekeeping ticks between renewals of the presence of the sockets held here, and between
+        #: sweeps for devices gone offline: a quarter of --offline-after-s, within 1-30 ticks
+        self.presence_ticks = max(1, min(30, int(settings.offline_after_s / 4 / HOUSEKEEPING_S)))
+
         self.trips = TripService(self.location_store, self.sql.alarms, self.sql.devices, settings.stop_min_s)
         self.retention = RetentionService(
             self.sql.retention, self.location_store, self.video_store,
@@ -121,6 +134,7 @@ class Node:
         await self.devices.warm()
         await self.bus.start()
         self.batcher.start()
+        self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         if self.retention.policy.enabled:
             self._tasks.append(asyncio.create_task(self.retention.run_forever(), name="retention"))
@@ -147,6 +161,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
+        await self.dispatcher.aclose()
+        await self.devices.aclose()
         await self.batcher.close()
         await self.videos.aclose()  # finishes the fsync of parts whose upload was cut off
         with contextlib.suppress(Exception):
@@ -159,7 +175,8 @@ class Node:
         """Every second: expire commands past their TTL; every 10 s: persist last_seen, renew the claims
         of uploads running here and let the video store clean up, and schedule videos whose metadata was
         never read; with a cluster bus, every 5 s: sweep the command queue for the devices connected here;
-        every 10 minutes: delete ended browser sessions."""
+        every 10 minutes: delete ended browser sessions; every quarter of --offline-after-s (1-30 s): renew
+        the presence of the sockets held here and announce devices gone offline."""
         tick = 0
         while True:
             await asyncio.sleep(HOUSEKEEPING_S)
@@ -175,6 +192,9 @@ class Node:
                     await self.sessions.purge_expired()
                 if self.bus.clustered and tick % SWEEP_TICKS == 0:
                     await self.commands.sweep()
+                if tick % self.presence_ticks == 0:
+                    await self.devices.presence_heartbeat()
+                    await self.devices.offline_sweep(self.settings.offline_after_s)
             except Exception as exc:
                 log.warning("housekeeping failed: %s", type(exc).__name__)
 

@@ -4,6 +4,7 @@ in it; details bounded; a change that fails leaves no entry. And the entry type'
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -65,6 +66,20 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
                        headers={"Authorization": f"Bearer {dev.token}"})
     assert r.status_code == 201
     assert (await http.delete(f"/api/v1/admin/devices/{dev.imei}/videos/clip.mp4", headers=ada)).status_code == 204
+    r = await http.post("/api/v1/admin/webhooks", json={"url": "https://93.184.215.14/hook", "events": ["alarm.created"]},
+                        headers=ada)
+    hook = r.json()["id"]
+    await report_alarm(api, dev)
+    await http.patch(f"/api/v1/admin/webhooks/{hook}", json={"enabled": False}, headers=admin)
+    for _ in range(100):
+        deliveries = (await http.get(f"/api/v1/admin/webhooks/{hook}/deliveries", headers=admin)).json()["items"]
+        if deliveries:
+            break
+        await asyncio.sleep(0.05)
+    delivery = deliveries[0]["id"]
+    assert (await http.post(f"/api/v1/admin/webhooks/{hook}/deliveries/{delivery}/retry",
+                            headers=ada)).status_code == 200
+    assert (await http.delete(f"/api/v1/admin/webhooks/{hook}", headers=ada)).status_code == 204
 
     entries = await audit(api)
     times = [parse_time(e["at"]) for e in entries]
@@ -90,6 +105,10 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
         ("opie", "command.send", cmd),
         ("opie", "command.cancel", cmd),
         ("ada", "video.delete", f"{dev.imei}/clip.mp4"),
+        ("ada", "webhook.create", hook),
+        ("admin", "webhook.update", hook),
+        ("ada", "webhook.retry", f"{hook}/{delivery}"),
+        ("ada", "webhook.delete", hook),
     ]
     assert {a for _actor, a, _t in got} == set(vocab.AUDIT_ACTIONS)  # every action seen
     by = {(e["action"], e["target"]): e for e in entries}

@@ -4,6 +4,7 @@ operation and validates each response against the document)."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import pytest
@@ -123,7 +124,25 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
                                   "Content-Type": "application/offset+octet-stream"})
     assert r.status_code == 201, r.text
 
+    # webhooks (a public address literal: allowed with --webhook-deny-private, no DNS needed)
+    r = await http.post("/api/v1/admin/webhooks", json={"url": "https://93.184.215.14:9/hook",
+                                                        "events": ["alarm.created"], "description": "tour"},
+                        headers=admin)
+    assert r.status_code == 201, r.text
+    hook = r.json()["id"]
+    assert (await http.get("/api/v1/admin/webhooks", headers=admin)).json()["items"][0]["id"] == hook
     alarm = await report_alarm(api, dev, files=["a.mp4"])
+    r = await http.patch(f"/api/v1/admin/webhooks/{hook}", json={"enabled": False}, headers=admin)
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    assert (await http.get(f"/api/v1/admin/webhooks/{hook}", headers=admin)).status_code == 200
+    for _ in range(100):
+        deliveries = (await http.get(f"/api/v1/admin/webhooks/{hook}/deliveries", headers=admin)).json()["items"]
+        if deliveries:
+            break
+        await asyncio.sleep(0.05)
+    r = await http.post(f"/api/v1/admin/webhooks/{hook}/deliveries/{deliveries[0]['id']}/retry", headers=admin)
+    assert r.status_code == 200 and r.json()["status"] == "pending"
+    assert (await http.delete(f"/api/v1/admin/webhooks/{hook}", headers=admin)).status_code == 204
     await http.get("/api/v1/admin/alarms", params={"has_video": "true"}, headers=admin)
     await http.get(f"/api/v1/admin/alarms/{alarm['id']}", headers=admin)
     await http.post(f"/api/v1/admin/alarms/{alarm['id']}/ack", json={"note": "ok"}, headers=admin)

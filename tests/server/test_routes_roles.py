@@ -3,7 +3,7 @@
 Statically: every handler has an explicit role rule for every HTTP method it implements (a method
 without one is refused with 405 by ``ApiMixin.authenticate``), and every rule is one of the role sets of
 ``vocab`` (READ, OPERATE, WRITE, AUDIT): every ``/api/v1/admin/*`` read is READ (all three roles) except
-the audit log (admin only); every change is WRITE (admin only) except the operator's short list
+the audit log and webhooks (admin only); every change is WRITE (admin only) except the operator's short list
 (acknowledge and clear alarms, send and cancel commands) and a user's changes about itself (its password:
 the domain allows your own, or anyone's to an admin; signing out); every device route except login needs a device token; the
 only public routes are an explicit short list.
@@ -34,8 +34,9 @@ OPERATOR_CHANGES = {("POST", "/api/v1/admin/alarms/{alarm_id}/ack"), ("POST", "/
 #: changes every signed-in user may make about themselves (a password: the domain then allows your own,
 #: or anyone's to an admin; signing out)
 SELF_SERVICE = {("POST", "/api/v1/admin/users/{username}/password"), ("DELETE", "/api/v1/admin/session")}
-#: reads only an admin may make
-ADMIN_READS = {("GET", "/api/v1/admin/audit")}
+#: reads only an admin may make (the audit log; webhook endpoints and deliveries: URLs are sensitive)
+ADMIN_READS = {("GET", "/api/v1/admin/audit"), ("GET", "/api/v1/admin/webhooks"),
+               ("GET", "/api/v1/admin/webhooks/{webhook_id}"), ("GET", "/api/v1/admin/webhooks/{webhook_id}/deliveries")}
 ADMIN_PLANE_ROLES = (vocab.ROLE_ADMIN, vocab.ROLE_OPERATOR, vocab.ROLE_VIEWER)
 
 

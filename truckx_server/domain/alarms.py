@@ -8,13 +8,13 @@ import json
 import math
 import re
 import uuid
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import paging
 from ..bus import Bus
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..metrics import Metrics
-from ..models import (AlarmIn, AuditEntry, device_time, format_time, imei_list, number, parse_bool, require_object, time_arg,
+from ..models import (AlarmIn, AuditEntry, OutboxEvent, device_time, format_time, imei_list, number, parse_bool, require_object, time_arg,
                       utcnow, validate_file_name)
 from ..storage.sql.alarms import AlarmRows
 from ..vocab import ALARM_STATUSES, ALARM_TYPES
@@ -91,6 +91,14 @@ def parse_bbox(value: str | None) -> tuple[float, float, float, float] | None:
     return min_lon, min_lat, max_lon, max_lat
 
 
+def _announce(event_type: str, when: str) -> Callable[[dict[str, Any]], OutboxEvent]:
+    """The webhook event of an alarm change, made from the alarm as stored in the change's transaction;
+    it happened at the alarm's ``when`` column (``ts`` for a new alarm)."""
+    def make(alarm: dict[str, Any]) -> OutboxEvent:
+        return OutboxEvent(event_type, alarm_json(alarm), alarm.get(when) or utcnow())
+    return make
+
+
 class AlarmService:
     def __init__(self, rows: AlarmRows, bus: Bus, metrics: Metrics) -> None:
         self.rows = rows
@@ -100,7 +108,7 @@ class AlarmService:
     async def report(self, imei: str, body: Any) -> tuple[dict[str, Any], bool]:
         """A device's alarm: ``(alarm, created)``; a retry with the same id returns the stored one."""
         alarm = parse_alarm(body, utcnow())
-        stored, created = await self.rows.insert(imei, alarm, utcnow())
+        stored, created = await self.rows.insert(imei, alarm, utcnow(), _announce("alarm.created", "ts"))
         out = alarm_json(stored)
         if created:
             self.metrics.alarms.labels(alarm.type).inc()
@@ -143,9 +151,11 @@ class AlarmService:
         if note is not None and (not isinstance(note, str) or len(note) > NOTE_MAX):
             raise InvalidArgument(f"note must be a string of at most {NOTE_MAX} characters")
         changed = await self.rows.ack(alarm_id, by, note, utcnow(),
-                                      AuditEntry(by, "alarm.ack", alarm_id, {"note": note} if note else None))
+                                      AuditEntry(by, "alarm.ack", alarm_id, {"note": note} if note else None),
+                                      _announce("alarm.acknowledged", "acknowledged_at"))
         return await self._transition(alarm_id, changed, "acknowledge")
 
     async def clear(self, alarm_id: str, by: str) -> dict[str, Any]:
-        changed = await self.rows.clear(alarm_id, by, utcnow(), AuditEntry(by, "alarm.clear", alarm_id))
+        changed = await self.rows.clear(alarm_id, by, utcnow(), AuditEntry(by, "alarm.clear", alarm_id),
+                                        _announce("alarm.cleared", "cleared_at"))
         return await self._transition(alarm_id, changed, "clear")

@@ -31,7 +31,7 @@ from ..bus import RESYNC, Bus
 from ..errors import Conflict, InvalidArgument, NotFound
 from ..hub import Hub
 from ..metrics import Metrics
-from ..models import (AuditEntry, format_time, imei_list, parse_time, require_object, time_arg, utcnow, validate_imei,
+from ..models import (AuditEntry, OutboxEvent, format_time, imei_list, parse_time, require_object, time_arg, utcnow, validate_imei,
                       whole_number)
 from ..storage.sql.commands import CommandRows
 from ..vocab import COMMAND_STATUSES, COMMANDS, FINAL_COMMAND_STATUSES
@@ -215,7 +215,8 @@ class CommandService:
         now = utcnow()
         cancelled = cmd["status"] == "queued" and await self.rows.cancel(
             command_id, now, AuditEntry(actor, "command.cancel", command_id, {"imei": cmd["imei"],
-                                                                              "command": cmd["command"]}, at=now))
+                                                                              "command": cmd["command"]}, at=now),
+            announce_finished)
         if not cancelled:
             cmd = await self.rows.get(command_id) or cmd
             raise Conflict(f"only a queued command can be cancelled; this one is {cmd['status']}",
@@ -228,7 +229,7 @@ class CommandService:
 
     async def expire(self) -> None:
         """Mark queued commands past their TTL ``expired`` (housekeeping, every second)."""
-        for cmd in await self.rows.expire(utcnow()):
+        for cmd in await self.rows.expire(utcnow(), announce_finished):
             self.metrics.commands.labels("expired").inc()
             self.bus.publish("command_status", {"imei": cmd["imei"], "command": command_json(cmd)})
 
@@ -242,7 +243,8 @@ class CommandService:
             raise InvalidArgument("ok must be true or false")
         if detail is not None and not isinstance(detail, str):
             raise InvalidArgument("detail must be a string")
-        cmd, changed = await self.rows.finish(imei, command_id, ok, detail[:DETAIL_MAX] if detail else None, utcnow())
+        cmd, changed = await self.rows.finish(imei, command_id, ok, detail[:DETAIL_MAX] if detail else None, utcnow(),
+                                              announce_finished)
         if cmd is None:
             raise NotFound("no such command for this device")
         body = command_json(cmd)
@@ -340,6 +342,11 @@ class CommandService:
         if back:
             cmd.update(status="queued", sent_at=None)
             self.bus.publish("command_status", {"imei": imei, "command": command_json(cmd)})
+
+
+def announce_finished(cmd: dict[str, Any]) -> OutboxEvent:
+    """The webhook event of a command that reached a final state (written with that change)."""
+    return OutboxEvent("command.finished", command_json(cmd), cmd.get("finished_at") or utcnow())
 
 
 def _command_id(value: str) -> str:

@@ -7,14 +7,14 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .. import auth, paging
 from ..bus import RESYNC, Bus
 from ..config import Secret
 from ..errors import Forbidden, InvalidArgument, NotFound, Unauthorized
 from ..hub import Hub, Session
-from ..models import AuditEntry, LocationPoint, format_time, utcnow, validate_imei
+from ..models import AuditEntry, LocationPoint, OutboxEvent, format_time, utcnow, validate_imei
 from ..ratelimit import LoginGuard, address_key
 from ..storage.base import LocationStore
 from ..storage.sql.devices import DeviceRows
@@ -35,6 +35,8 @@ SECRET_MAX = 256
 _NO_DEVICE_HASH = "0" * 64
 #: devices checked per query when the sessions held here are checked again after a bus outage
 RECHECK_BATCH = 500
+#: devices whose presence is renewed (or checked for device.offline) per query
+PRESENCE_BATCH = 500
 #: invalidation kinds on the bus (vocab.py: other services hear them too)
 DISABLED, ROTATED, CHANGED = DEVICE_DISABLED, DEVICE_ROTATED, DEVICE_CHANGED
 
@@ -56,6 +58,15 @@ def _later(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
     """The later of two times (this process's last_seen and the stored one, which another process holding
     the device's socket keeps moving)."""
     return b if a is None or (b is not None and b > a) else a
+
+
+def presence_event(online: bool, at: dt.datetime) -> Callable[[dict[str, Any]], OutboxEvent]:
+    """The webhook event ``device.online`` / ``device.offline``: ``{imei, name, online, last_seen}``."""
+    def make(row: dict[str, Any]) -> OutboxEvent:
+        return OutboxEvent("device.online" if online else "device.offline",
+                           {"imei": row["imei"], "name": row.get("name"), "online": online,
+                            "last_seen": format_time(_later(row.get("last_seen"), row.get("presence_at")))}, at)
+    return make
 
 
 class AuthCache:
@@ -108,6 +119,7 @@ class DeviceService:
         self.auth_cache = AuthCache()
         self.login_guard = LoginGuard(login_rate_per_min)
         self._rechecks: set[asyncio.Task[int]] = set()  # after a bus outage
+        self._presence_tasks: set[asyncio.Task[None]] = set()
         bus.on_invalidate(self._invalidated)
 
     async def warm(self) -> int:
@@ -312,13 +324,69 @@ class DeviceService:
         """A device's WebSocket is open here: it replaces an older one (closed with 4409)."""
         replaced = self.hub.register(session)
         self.bus.session_opened(session.imei)
+        self._presence_soon(self._presence_opened(session.imei))
         if not replaced:
             self.bus.publish("device_status", {"imei": session.imei, "online": True})
 
     def session_closed(self, session: Session) -> None:
         if self.hub.unregister(session):
             self.bus.session_closed(session.imei)
+            self._presence_soon(self._presence_closed(session.imei))
             self.bus.publish("device_status", {"imei": session.imei, "online": False})
+
+    # -- presence for webhooks: device.online / device.offline ----------------------------------
+    # The durable state is two columns of the device (``presence``: what was announced, ``presence_at``:
+    # when a socket was last known open). A connection announces ``online`` unless that is what was
+    # announced last (a short drop sends nothing); every process renews ``presence_at`` of the sockets
+    # it holds (:meth:`presence_heartbeat`), and any process's sweep (:meth:`offline_sweep`) announces
+    # ``offline`` for a device not seen for ``offline_after_s`` that no process holds. Each transition is
+    # one conditional UPDATE with its outbox event: announced once, whichever process makes it.
+
+    async def aclose(self, timeout_s: float = 5.0) -> None:
+        """Shutdown: let the presence writes of the sockets just closed finish (before the store closes)."""
+        if self._presence_tasks:
+            await asyncio.wait(list(self._presence_tasks), timeout=timeout_s)
+
+    def _presence_soon(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._presence_tasks.add(task)
+        task.add_done_callback(self._presence_tasks.discard)
+
+    async def _presence_opened(self, imei: str) -> None:
+        try:
+            now = utcnow()
+            await self.rows.presence_seen([imei], now, presence_event(True, now))
+        except Exception as exc:  # the next heartbeat tries again
+            log.warning("could not record a device's presence: %s", type(exc).__name__)
+
+    async def _presence_closed(self, imei: str) -> None:
+        try:
+            await self.rows.presence_closed(imei, utcnow())
+        except Exception as exc:  # presence_at keeps its last renewal: offline a little sooner
+            log.warning("could not record a device's disconnection: %s", type(exc).__name__)
+
+    async def presence_heartbeat(self) -> int:
+        """Renew the presence of every device whose socket is held here (announcing ``online`` where a
+        connection's own write was lost). Returns devices announced online."""
+        imeis = sorted(self.hub.sessions)
+        announced = 0
+        for i in range(0, len(imeis), PRESENCE_BATCH):
+            now = utcnow()
+            announced += len(await self.rows.presence_seen(imeis[i:i + PRESENCE_BATCH], now, presence_event(True, now)))
+        return announced
+
+    async def offline_sweep(self, offline_after_s: float) -> list[str]:
+        """Announce ``device.offline`` for devices announced online that no process has held a socket of
+        for ``offline_after_s`` (a device the bus still knows as connected somewhere is left alone).
+        Returns the IMEIs announced."""
+        now = utcnow()
+        cutoff = now - dt.timedelta(seconds=offline_after_s)
+        stale = await self.rows.presence_stale(cutoff, PRESENCE_BATCH)
+        if not stale:
+            return []
+        connected = await self.bus.online(stale)
+        return await self.rows.presence_gone([i for i in stale if i not in connected], cutoff,
+                                             presence_event(False, now))
 
     async def save_last_seen(self) -> None:
         """Persist the last_seen times gathered since the previous call (housekeeping, shutdown)."""

@@ -36,7 +36,7 @@ from ..bus import Bus
 from ..errors import Conflict, Forbidden, InvalidArgument, NotFound, PayloadTooLarge, TruckxError, Unauthorized
 from ..media import MediaInfo, MediaProber, ProbeSkipped
 from ..metrics import Metrics
-from ..models import (AuditEntry, format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name,
+from ..models import (AuditEntry, OutboxEvent, format_time, imei_list, parse_bool, time_arg, utcnow, validate_file_name,
                       validate_imei)
 from ..storage.base import PartWriter, UploadClaim, VideoStore
 from ..storage.sql.devices import DeviceRows
@@ -182,6 +182,12 @@ def video_json(row: dict[str, Any]) -> dict[str, Any]:
     if "alarm_ids" in row:
         out["alarm_ids"] = row["alarm_ids"]
     return out
+
+
+def announce_uploaded(row: dict[str, Any]) -> OutboxEvent:
+    """The webhook event of a completed upload (written with the index row that makes it complete)."""
+    return OutboxEvent("video.uploaded", video_json({**row, "complete": bool(row["complete"])}),
+                       row.get("uploaded_at") or utcnow())
 
 
 def _cursor_time(value: Any) -> Any:
@@ -369,7 +375,7 @@ class VideoService:
                 raise Conflict("the upload could not be checked; send it again")
             await self.store.commit(imei, name)
             now = utcnow()
-            await self.rows.upsert(imei, name, size, digest, True, now)
+            await self.rows.upsert(imei, name, size, digest, True, now, announce_uploaded)
             self.metrics.uploads.labels("created").inc()
             self.bus.publish("video", {"imei": imei, "video": video_json({
                 **body, "imei": imei, "complete": True, "uploaded_at": now})})

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..domain.sessions import SessionService
     from ..domain.retention import RetentionService
     from ..domain.trips import TripService
+    from ..domain.webhooks import WebhookService
     from ..domain.nodes import NodeService
     from ..domain.users import UserService
     from ..domain.videos import VideoService
@@ -212,6 +213,10 @@ class ApiMixin:
     @property
     def trips(self) -> "TripService":
         return self.node.trips
+
+    @property
+    def webhooks(self) -> "WebhookService":
+        return self.node.webhooks
 
     @property
     def client_address(self) -> str:

@@ -14,10 +14,12 @@ import functools
 import json
 from typing import Any
 
-from . import alarms, audit, commands, console, devices, locations, nodes, ops, retention, trips, users, videos
+from . import (alarms, audit, commands, console, devices, locations, nodes, ops, retention, trips, users, videos,
+               webhooks)
 from .common import DEVICE, READ, VERSION
 
-MODULES = (ops, devices, users, alarms, locations, trips, commands, videos, retention, nodes, console, audit)
+MODULES = (ops, devices, users, alarms, locations, trips, commands, videos, retention, nodes, console, audit,
+           webhooks)
 
 WEBSOCKETS = {
     "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "

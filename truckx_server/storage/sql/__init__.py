@@ -1,6 +1,6 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
 aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``,
-``.sessions``, ``.retention``, ``.uploads``, ``.audit``."""
+``.sessions``, ``.retention``, ``.uploads``, ``.audit``, ``.webhooks``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from .retention import RetentionRows
 from .uploads import UploadRows
 from .users import UserRows
 from .videos import VideoRows
+from .webhooks import WebhookRows
 
 __all__ = ["SqlStore", "async_url", "sync_url"]
 
@@ -32,6 +33,7 @@ class SqlStore:
         self.retention = RetentionRows(self.db)
         self.uploads = UploadRows(self.db)
         self.audit = AuditRows(self.db)
+        self.webhooks = WebhookRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...errors import Conflict
 from ...models import AlarmIn, AuditEntry
 from .audit import record
+from .outbox import Announce, record as record_events
 from .engine import SqlEngine, from_db, to_db
 from .schema import alarm_files, alarms, videos
 
@@ -22,9 +23,11 @@ class AlarmRows:
     def __init__(self, db: SqlEngine) -> None:
         self.db = db
 
-    async def insert(self, imei: str, alarm: AlarmIn, now: dt.datetime) -> tuple[dict[str, Any], bool]:
-        """Store an alarm and its files in one transaction. Returns ``(alarm, created)``: a retry with
-        an id this device used already returns the stored alarm and ``False``."""
+    async def insert(self, imei: str, alarm: AlarmIn, now: dt.datetime,
+                     announce: Announce | None = None) -> tuple[dict[str, Any], bool]:
+        """Store an alarm and its files in one transaction, with the outbox event ``announce(alarm)``
+        makes of the stored alarm. Returns ``(alarm, created)``: a retry with an id this device used
+        already returns the stored alarm and ``False`` (and records no event)."""
 
         async def q(conn: AsyncConnection) -> None:
             await conn.execute(alarms.insert().values(
@@ -33,6 +36,8 @@ class AlarmRows:
             if alarm.files:
                 await conn.execute(alarm_files.insert(),
                                    [{"alarm_id": alarm.id, "name": n, "imei": imei} for n in alarm.files])
+            if announce is not None:
+                await record_events(conn, announce(await _read_alarm(conn, alarm.id)))
         try:
             await self.db.run(q)
             created = True
@@ -116,24 +121,30 @@ class AlarmRows:
         return [(r["ts"], r["id"]) for r in rows]
 
     async def ack(self, alarm_id: str, by: str, note: str | None, now: dt.datetime,
-                  audit: AuditEntry | None = None) -> bool:
-        """``active -> acknowledged`` (and ``audit`` written with it); False when the alarm is missing or
-        not active (concurrency-safe: the state check is part of the UPDATE)."""
+                  audit: AuditEntry | None = None, announce: Announce | None = None) -> bool:
+        """``active -> acknowledged`` (and ``audit`` and the event ``announce(alarm)`` written with it);
+        False when the alarm is missing or not active (concurrency-safe: the state check is part of the
+        UPDATE)."""
         return await self._transition(
-            alarms.update().where(alarms.c.id == alarm_id, alarms.c.status == "active")
-            .values(status="acknowledged", acknowledged_by=by, acknowledged_at=to_db(now), ack_note=note), audit)
+            alarm_id, alarms.update().where(alarms.c.id == alarm_id, alarms.c.status == "active")
+            .values(status="acknowledged", acknowledged_by=by, acknowledged_at=to_db(now), ack_note=note),
+            audit, announce)
 
-    async def clear(self, alarm_id: str, by: str, now: dt.datetime, audit: AuditEntry | None = None) -> bool:
+    async def clear(self, alarm_id: str, by: str, now: dt.datetime, audit: AuditEntry | None = None,
+                    announce: Announce | None = None) -> bool:
         """``active|acknowledged -> cleared``; False when the alarm is missing or cleared already."""
         return await self._transition(
-            alarms.update().where(alarms.c.id == alarm_id, alarms.c.status.in_(("active", "acknowledged")))
-            .values(status="cleared", cleared_by=by, cleared_at=to_db(now)), audit)
+            alarm_id, alarms.update().where(alarms.c.id == alarm_id, alarms.c.status.in_(("active", "acknowledged")))
+            .values(status="cleared", cleared_by=by, cleared_at=to_db(now)), audit, announce)
 
-    async def _transition(self, stmt: Any, audit: AuditEntry | None) -> bool:
+    async def _transition(self, alarm_id: str, stmt: Any, audit: AuditEntry | None,
+                          announce: Announce | None) -> bool:
         async def q(conn: AsyncConnection) -> bool:
             changed = (await conn.execute(stmt)).rowcount > 0
             if changed:
                 await record(conn, audit)
+                if announce is not None:
+                    await record_events(conn, announce(await _read_alarm(conn, alarm_id)))
             return changed
         return await self.db.run(q)
 
@@ -164,6 +175,13 @@ def _alarm_rows(result: Any) -> list[dict[str, Any]]:
                 row[k] = from_db(row[k])
         rows.append(row)
     return rows
+
+
+async def _read_alarm(conn: AsyncConnection, alarm_id: str) -> dict[str, Any]:
+    """One alarm with its files, read on ``conn`` (inside the transaction that changed it)."""
+    rows = _alarm_rows(await conn.execute(sa.select(alarms).where(alarms.c.id == alarm_id)))
+    await _attach_files(conn, rows)
+    return rows[0]
 
 
 async def _attach_files(conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import AuditEntry
 from .audit import record
+from .outbox import Announce, record as record_events
 from .engine import SqlEngine, from_db, newest_first_window, row_dict, to_db
 from .schema import commands, devices
 
@@ -78,15 +79,20 @@ class CommandRows:
             commands.c.id == command_id, commands.c.status == "sent", commands.c.sent_at == to_db(sent_at))
             .values(status="queued", sent_at=None)) > 0
 
-    async def cancel(self, command_id: str, now: dt.datetime, audit: AuditEntry | None = None) -> bool:
-        """``queued -> cancelled`` with its audit entry, in one transaction; False when the command is not
-        (or no longer) queued. Conditional on ``queued``, like the delivery's claim: only one wins."""
+    async def cancel(self, command_id: str, now: dt.datetime, audit: AuditEntry | None = None,
+                     announce: Announce | None = None) -> bool:
+        """``queued -> cancelled`` with its audit entry and the event ``announce(command)``, in one
+        transaction; False when the command is not (or no longer) queued. Conditional on ``queued``, like
+        the delivery's claim: only one wins."""
         async def q(conn: AsyncConnection) -> bool:
             changed = (await conn.execute(commands.update().where(
                 commands.c.id == command_id, commands.c.status == "queued")
                 .values(status="cancelled", finished_at=to_db(now)))).rowcount > 0
             if changed:
                 await record(conn, audit)
+                if announce is not None:
+                    row = row_dict((await conn.execute(sa.select(commands).where(commands.c.id == command_id))).one())
+                    await record_events(conn, announce(row))
             return changed
         return await self.db.run(q)
 
@@ -105,8 +111,9 @@ class CommandRows:
                                  .order_by(commands.c.created_at.desc(), commands.c.id.desc()).limit(limit))
 
     async def finish(self, imei: str, command_id: str, ok: bool, detail: str | None,
-                     now: dt.datetime) -> tuple[dict[str, Any] | None, bool]:
-        """Move a sent command of ``imei`` to succeeded/failed, in one transaction: ``(command, changed)``.
+                     now: dt.datetime, announce: Announce | None = None) -> tuple[dict[str, Any] | None, bool]:
+        """Move a sent command of ``imei`` to succeeded/failed, in one transaction with the event
+        ``announce(command)``: ``(command, changed)``.
         ``command`` is None when there is no such command of this device; ``changed`` is False when it
         was not in a state a result can finish (a repeated result changes nothing)."""
         values = {"status": "succeeded" if ok else "failed", "finished_at": to_db(now), "detail": detail}
@@ -123,12 +130,15 @@ class CommandRows:
             if not changed:  # not reachable while the row is locked; read what is there
                 return row_dict((await conn.execute(sa.select(commands).where(commands.c.id == command_id))).one()), False
             cmd.update(status=values["status"], finished_at=from_db(values["finished_at"]), detail=detail)
+            if announce is not None:
+                await record_events(conn, announce(cmd))
             return cmd, True
         return await self.db.run(q)
 
-    async def expire(self, now: dt.datetime) -> list[dict[str, Any]]:
-        """Mark every queued command past its TTL ``expired``; returns the ones this call expired (several
-        processes expire on the same store: each command is expired, and announced, by one of them)."""
+    async def expire(self, now: dt.datetime, announce: Announce | None = None) -> list[dict[str, Any]]:
+        """Mark every queued command past its TTL ``expired`` (each with the event ``announce(command)``);
+        returns the ones this call expired (several processes expire on the same store: each command is
+        expired, and announced, by one of them)."""
         async def q(conn: AsyncConnection) -> list[dict[str, Any]]:
             due = [row_dict(r) for r in (await conn.execute(sa.select(commands).where(
                 commands.c.status == "queued", commands.c.expires_at <= to_db(now)))).all()]
@@ -140,5 +150,7 @@ class CommandRows:
                 if changed:
                     d.update(status="expired", finished_at=now)
                     expired.append(d)
+                    if announce is not None:
+                        await record_events(conn, announce(d))
             return expired
         return await self.db.run(q)

@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...errors import Conflict
 from ...models import AuditEntry
 from .audit import record
-from .engine import SqlEngine, to_db
+from .engine import SqlEngine, from_db, row_dict, to_db
+from .outbox import Announce, record as record_events
 from .schema import devices
 
 #: the columns device login and the WebSocket handshake need
@@ -103,3 +104,62 @@ class DeviceRows:
         if after_imei is not None:
             stmt = stmt.where(devices.c.imei > after_imei)
         return await self.db.all(stmt)
+
+    # -- presence, as announced to webhooks (device.online / device.offline) ------------------------
+
+    async def presence_seen(self, imeis: Sequence[str], now: dt.datetime, announce: Announce) -> list[str]:
+        """The devices ``imeis`` have a socket open (on this process) at ``now``: renew ``presence_at``,
+        and move each whose announced presence is not ``online`` (never connected, or announced offline)
+        to ``online`` with the event ``announce({imei, name, last_seen, presence_at})``, in one
+        transaction. Conditional UPDATEs: each transition is announced once, whichever process sees it.
+        Returns the IMEIs announced online."""
+        if not imeis:
+            return []
+        imeis = list(imeis)
+
+        async def q(conn: AsyncConnection) -> list[str]:
+            await conn.execute(devices.update().where(devices.c.imei.in_(imeis)).values(presence_at=to_db(now)))
+            not_online = sa.or_(devices.c.presence.is_(None), devices.c.presence != "online")
+            found = (await conn.execute(sa.select(devices.c.imei, devices.c.name, devices.c.last_seen).where(
+                devices.c.imei.in_(imeis), not_online).order_by(devices.c.imei))).all()
+            announced = []
+            for row in found:
+                if (await conn.execute(devices.update().where(devices.c.imei == row.imei, not_online)
+                                       .values(presence="online"))).rowcount:
+                    announced.append(row.imei)
+                    await record_events(conn, announce({"imei": row.imei, "name": row.name,
+                                                        "last_seen": from_db(row.last_seen), "presence_at": now}))
+            return announced
+        return await self.db.run(q)
+
+    async def presence_closed(self, imei: str, now: dt.datetime) -> None:
+        """The device's socket closed at ``now``: it counts as gone from then (unless renewed)."""
+        await self.db.execute(devices.update().where(devices.c.imei == imei).values(presence_at=to_db(now)))
+
+    async def presence_stale(self, cutoff: dt.datetime, limit: int) -> list[str]:
+        """Devices announced ``online`` whose socket was last known open before ``cutoff``."""
+        rows = await self.db.all(sa.select(devices.c.imei).where(
+            devices.c.presence == "online", devices.c.presence_at < to_db(cutoff))
+            .order_by(devices.c.presence_at).limit(limit))
+        return [r["imei"] for r in rows]
+
+    async def presence_gone(self, imeis: Sequence[str], cutoff: dt.datetime, announce: Announce) -> list[str]:
+        """Move each of ``imeis`` still announced ``online`` and not seen since ``cutoff`` to ``offline``,
+        with the event ``announce({imei, name, last_seen, presence_at})``, in one transaction (each by a
+        conditional UPDATE: announced once, even when several processes sweep). Returns those moved."""
+        if not imeis:
+            return []
+
+        async def q(conn: AsyncConnection) -> list[str]:
+            moved = []
+            for imei in imeis:
+                stale = (devices.c.imei == imei, devices.c.presence == "online", devices.c.presence_at < to_db(cutoff))
+                if not (await conn.execute(devices.update().where(*stale).values(presence="offline"))).rowcount:
+                    continue
+                row = row_dict((await conn.execute(sa.select(devices.c.imei, devices.c.name, devices.c.last_seen,
+                                                             devices.c.presence_at)
+                                                   .where(devices.c.imei == imei))).one())
+                moved.append(imei)
+                await record_events(conn, announce(row))
+            return moved
+        return await self.db.run(q)

@@ -27,6 +27,10 @@ from ..retry import backoff
 log = logging.getLogger("truckx.sql")
 T = TypeVar("T")
 
+#: set in a connection's ``info`` by a transaction that wrote outbox rows (``outbox.record``): once it
+#: has committed, :attr:`SqlEngine.on_outbox` callbacks run (the webhook dispatcher wakes up)
+OUTBOX_MARK = "truckx_outbox_written"
+
 
 def to_db(value: dt.datetime | None) -> dt.datetime | None:
     if value is None:
@@ -111,6 +115,8 @@ class SqlEngine:
         self.engine: AsyncEngine = create_async_engine(async_url(url), **kwargs)
         #: the same pool; on SQLite its transactions start with BEGIN IMMEDIATE (take the write lock first)
         self._writer: AsyncEngine = self.engine.execution_options(truckx_write=True)
+        #: called (no arguments) after each commit of a transaction that wrote outbox rows
+        self.on_outbox: list[Callable[[], None]] = []
         if self.dialect == "sqlite":
             sa.event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
             sa.event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
@@ -125,7 +131,12 @@ class SqlEngine:
             try:
                 async with asyncio.timeout(self.timeout_s):
                     async with (self._writer.begin() if write else self.engine.connect()) as conn:
-                        return await fn(conn)
+                        conn.info.pop(OUTBOX_MARK, None)
+                        result = await fn(conn)
+                        wrote_outbox = conn.info.pop(OUTBOX_MARK, False)
+                if wrote_outbox:
+                    self._outbox_committed()
+                return result
             except IntegrityError:
                 raise
             except (OperationalError, DBAPIError, OSError, TimeoutError) as exc:
@@ -136,6 +147,13 @@ class SqlEngine:
                     raise Unavailable("the relational store is unavailable; try again") from exc
                 await asyncio.sleep(next(delays))
         raise AssertionError("unreachable")
+
+    def _outbox_committed(self) -> None:
+        for callback in list(self.on_outbox):
+            try:
+                callback()
+            except Exception:  # a broken listener must not fail the committed change
+                log.exception("outbox listener failed")
 
     async def ping(self) -> None:
         async def q(conn: AsyncConnection) -> None:

@@ -4,11 +4,17 @@ afterwards, so a crash between the change and the send loses nothing."""
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import OutboxEvent, utcnow
-from .engine import to_db
+from .engine import OUTBOX_MARK, to_db
 from .schema import outbox
+
+#: how a domain service tells a store call which event its change makes: called with the changed row
+#: (read in the change's transaction), it returns the event (or None: no event)
+Announce = Callable[[dict[str, Any]], OutboxEvent | None]
 
 
 async def record(conn: AsyncConnection, *events: OutboxEvent | None) -> None:
@@ -18,3 +24,4 @@ async def record(conn: AsyncConnection, *events: OutboxEvent | None) -> None:
     rows = [{"type": e.type, "at": to_db(e.at), "data": e.data, "created_at": now} for e in events if e is not None]
     if rows:
         await conn.execute(outbox.insert(), rows)
+        conn.info[OUTBOX_MARK] = True  # SqlEngine.run wakes the dispatcher once this commits

@@ -27,6 +27,11 @@ devices = sa.Table(
     sa.Column("last_seen", Timestamp, nullable=True),
     #: in every device token; rotating the secret bumps it, so older tokens stop working (0003)
     sa.Column("secret_version", sa.Integer, nullable=False, server_default="0"),
+    #: the presence last announced to webhooks: null (never connected), ``online`` or ``offline``, and
+    #: when a socket of the device was last known open anywhere (renewed while one is; 0012)
+    sa.Column("presence", sa.String(8), nullable=True),
+    sa.Column("presence_at", Timestamp, nullable=True),
+    sa.Index("ix_devices_presence", "presence", "presence_at"),
 )
 
 users = sa.Table(
@@ -206,5 +211,50 @@ outbox = sa.Table(
     sa.Column("at", Timestamp, nullable=False),
     sa.Column("data", JsonText, nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
+    #: when the event was fanned out to the deliveries of the endpoints subscribed to it (null: not yet; 0012)
+    sa.Column("dispatched_at", Timestamp, nullable=True),
     sa.Index("ix_outbox_created", "created_at"),
+    sa.Index("ix_outbox_dispatched_id", "dispatched_at", "id"),
+)
+
+#: webhook endpoints (0012): ``secret`` signs every delivery (shown once, on create)
+webhooks = sa.Table(
+    "webhooks", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("url", sa.String(2048), nullable=False),
+    sa.Column("events", JsonText, nullable=False),
+    sa.Column("description", sa.String(256), nullable=True),
+    sa.Column("secret", sa.String(128), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_webhooks_created_id", "created_at", "id"),
+)
+
+#: one delivery per (outbox event, endpoint) (0012): ``message_id`` is the ``webhook-id`` header, the same
+#: on every attempt; the oldest pending delivery of an endpoint is its head, the only one sent; a process
+#: sending it holds a lease (``lease_holder`` until ``lease_expires_at``)
+webhook_deliveries = sa.Table(
+    "webhook_deliveries", metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("message_id", sa.String(40), nullable=False),
+    sa.Column("webhook_id", sa.String(36), sa.ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("outbox_id", sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+              sa.ForeignKey("outbox.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_status_code", sa.Integer, nullable=True),
+    sa.Column("last_error", sa.String(256), nullable=True),
+    sa.Column("next_attempt_at", Timestamp, nullable=False),
+    sa.Column("give_up_at", Timestamp, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Column("lease_holder", sa.String(128), nullable=True),
+    sa.Column("lease_expires_at", Timestamp, nullable=True),
+    sa.UniqueConstraint("message_id", name="uq_webhook_deliveries_message_id"),
+    sa.UniqueConstraint("outbox_id", "webhook_id", name="uq_webhook_deliveries_event_endpoint"),
+    sa.Index("ix_webhook_deliveries_status_hook_id", "status", "webhook_id", "id"),
+    sa.Index("ix_webhook_deliveries_hook_id", "webhook_id", "id"),
 )

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...models import AuditEntry
 from .audit import record
+from .outbox import Announce, record as record_events
 from .engine import SqlEngine, row_dict, to_db
 from .schema import alarm_files, alarms, videos
 
@@ -22,17 +23,25 @@ class VideoRows:
         self.db = db
 
     async def upsert(self, imei: str, name: str, size: int, sha256: str | None, complete: bool,
-                     uploaded_at: dt.datetime | None) -> None:
+                     uploaded_at: dt.datetime | None, announce: Announce | None = None) -> None:
+        """Index a video; ``announce(row)`` makes the event written with it (an upload completed)."""
         values = {"size": size, "sha256": sha256, "complete": complete, "uploaded_at": to_db(uploaded_at)}
         where = (videos.c.imei == imei, videos.c.name == name)
 
         async def q(conn: AsyncConnection) -> None:
             if not (await conn.execute(videos.update().where(*where).values(**values))).rowcount:
                 await conn.execute(videos.insert().values(imei=imei, name=name, **values))
+            if announce is not None:
+                await record_events(conn, announce(row_dict((await conn.execute(sa.select(videos).where(*where))).one())))
+
+        async def update(conn: AsyncConnection) -> None:
+            await conn.execute(videos.update().where(*where).values(**values))
+            if announce is not None:
+                await record_events(conn, announce(row_dict((await conn.execute(sa.select(videos).where(*where))).one())))
         try:
             await self.db.run(q)
         except IntegrityError:  # inserted concurrently: update instead
-            await self.db.execute(videos.update().where(*where).values(**values))
+            await self.db.run(update)
 
     async def get(self, imei: str, name: str) -> dict[str, Any] | None:
         return await self.db.one(sa.select(videos).where(videos.c.imei == imei, videos.c.name == name))
