@@ -37,6 +37,12 @@ class Metrics:
         self.video_probes = Counter("truckx_video_probes", "Videos read for metadata and a thumbnail, by outcome "
                                     "(video, not_video, timeout, failed)", ["outcome"], registry=r)
         #: kind: locations, alarms or videos (a closed set)
+        #: transition: enter or exit (a closed set)
+        self.geofence_transitions = Counter("truckx_geofence_transitions", "Geofence transitions stored",
+                                            ["transition"], registry=r)
+        self.geofence_points_deferred = Counter(
+            "truckx_geofence_points_deferred", "Stored points not queued for geofence evaluation (queue full); "
+            "their devices are read back from the location store", registry=r)
         self.retention_removed = Counter("truckx_retention_removed", "Items deleted by retention passes", ["kind"],
                                          registry=r)
 
