@@ -18,8 +18,9 @@ state the evaluation started from (``storage/sql/geofences.py``); then they are 
 feed. The queue is bounded in points: past it, points are not queued and their devices are caught up
 later by reading the location store from their newest evaluated point.
 
-Fences are compiled once per change (shapely, prepared geometries; an STRtree from :data:`STRTREE_FROM`
-fences on) and recompiled on every process when the bus says they changed (``vocab.GEOFENCES_CHANGED``).
+Fences are compiled once (shapely, prepared geometries; an STRtree from :data:`STRTREE_FROM` fences on);
+a fence changed here is compiled at once, and every other process reads it again when the bus says it
+changed (``vocab.GEOFENCES_CHANGED`` with its id); after a bus outage every fence is read again.
 """
 
 from __future__ import annotations
@@ -309,6 +310,12 @@ class GeofenceService:
         self.bus = bus
         self.index = EMPTY
         self.evaluator = GeofenceEvaluator(self, rows, location_store, bus, metrics, queue_points)
+        #: the compiled fences by id, each with the updated_at it was compiled from
+        self._fences: dict[str, Fence] = {}
+        self._stamps: dict[str, dt.datetime] = {}
+        #: fences deleted (the newest ones): a read of one made before its deletion is not applied
+        self._gone: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._announcing: str | None = None
         self._generation = 0
         self._reloads: set[asyncio.Task[None]] = set()
         bus.on_invalidate(self._invalidated)
@@ -325,38 +332,63 @@ class GeofenceService:
     # -- the cache ---------------------------------------------------------------------------------
 
     async def reload(self) -> None:
-        """Compile every fence again (a fence changed here or on another process)."""
+        """Compile every fence (at start, and when the bus may have lost messages)."""
         while True:
             generation = self._generation
             rows = await self.rows.all()
             if generation == self._generation:
-                self.index = FenceIndex([compile_fence(r) for r in rows])
+                self._fences = {r["id"]: compile_fence(r) for r in rows}
+                self._stamps = {r["id"]: r["updated_at"] for r in rows}
+                self.index = FenceIndex(list(self._fences.values()))
                 return
 
-    def _invalidated(self, kind: str, _key: str) -> None:
-        if kind not in (GEOFENCES_CHANGED, RESYNC):
+    def _apply(self, fence_id: str, row: dict[str, Any] | None) -> None:
+        """Put one fence as read (None: deleted) into the compiled index; a read older than what the index
+        has (by ``updated_at``), or of a fence deleted meanwhile, is ignored."""
+        self._generation += 1  # a full reload running now reads again
+        if row is None:
+            self._gone[fence_id] = None
+            while len(self._gone) > MAX_FENCES:
+                self._gone.popitem(last=False)
+            self._fences.pop(fence_id, None)
+            self._stamps.pop(fence_id, None)
+        else:
+            if fence_id in self._gone or row["updated_at"] < self._stamps.get(fence_id, row["updated_at"]):
+                return
+            self._fences[fence_id] = compile_fence(row)
+            self._stamps[fence_id] = row["updated_at"]
+        self.index = FenceIndex(list(self._fences.values()))
+
+    async def refresh(self, fence_id: str) -> None:
+        """Read one fence again (it changed on another process) and recompile the index."""
+        self._apply(fence_id, await self.rows.get(fence_id))
+
+    def _invalidated(self, kind: str, key: str) -> None:
+        if kind not in (GEOFENCES_CHANGED, RESYNC) or (kind == GEOFENCES_CHANGED and key == self._announcing):
             return
-        self._generation += 1
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = loop.create_task(self._reload_logged())
+        task = loop.create_task(self._refresh_logged(key if kind == GEOFENCES_CHANGED else None))
         self._reloads.add(task)
         task.add_done_callback(self._reloads.discard)
 
-    async def _reload_logged(self) -> None:
+    async def _refresh_logged(self, fence_id: str | None) -> None:
         try:
-            await self.reload()
+            await (self.refresh(fence_id) if fence_id else self.reload())
         except Exception as exc:
             log.warning("geofence reload failed: %s", type(exc).__name__)
 
-    async def _changed(self) -> None:
-        """After a change here: compile at once (so points flushed after the answer see it), and tell
-        the other processes."""
-        self._generation += 1
-        await self.reload()
-        self.bus.invalidate(GEOFENCES_CHANGED, "*")
+    def _changed(self, fence_id: str, row: dict[str, Any] | None) -> None:
+        """After a change here: compile it at once (points flushed after the answer see it), and tell
+        the other processes (they read the fence again)."""
+        self._apply(fence_id, row)
+        self._announcing = fence_id
+        try:
+            self.bus.invalidate(GEOFENCES_CHANGED, fence_id)
+        finally:
+            self._announcing = None
 
     # -- admin -------------------------------------------------------------------------------------
 
@@ -370,7 +402,7 @@ class GeofenceService:
                            {"name": row["name"], "type": row["geometry"]["type"], "imeis": row["imeis"]}, at=now)
         if not await self.rows.create(row, audit, limit=MAX_FENCES):
             raise Conflict(f"there are {MAX_FENCES} geofences already; delete one first")
-        await self._changed()
+        self._changed(row["id"], row)
         return fence_json(row)
 
     async def list(self, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -404,14 +436,14 @@ class GeofenceService:
                                      AuditEntry(actor, "geofence.update", fence_id, detail, at=now))
         if row is None:
             raise NotFound(f"no geofence {fence_id}")
-        await self._changed()
+        self._changed(fence_id, row)
         return fence_json(row)
 
     async def delete(self, fence_id: str, actor: str) -> None:
         fence_id = _fence_id(fence_id)
         if not await self.rows.delete(fence_id, AuditEntry(actor, "geofence.delete", fence_id)):
             raise NotFound(f"no geofence {fence_id}")
-        await self._changed()
+        self._changed(fence_id, None)
 
     async def events(self, *, imeis: Sequence[str], fence_ids: Sequence[str], since: str | None,
                      until: str | None, limit: int, cursor: str | None) -> dict[str, Any]:
@@ -498,7 +530,8 @@ class GeofenceEvaluator:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
-        self._started = False
+        metrics.geofence_queue_points.set_function(lambda: self._queued)
+        metrics.geofence_pending_devices.set_function(lambda: len(self._catch_up))
 
     @property
     def queued_points(self) -> int:
