@@ -31,6 +31,7 @@ import dataclasses
 import datetime as dt
 import logging
 import math
+import time
 import uuid
 from typing import Any, Sequence
 
@@ -63,6 +64,10 @@ MAX_FILTER_VALUES = 100
 STRTREE_FROM = 16
 #: points waiting for evaluation; past it, devices are caught up from the location store instead
 QUEUE_POINTS = 200_000
+#: at most this many queued points are evaluated together (one transaction)
+EVALUATE_POINTS = 20_000
+#: at least this long between two evaluations of queued points (unless EVALUATE_POINTS are waiting)
+EVALUATE_INTERVAL_S = 0.25
 #: evaluation states kept in memory (least recently used dropped first)
 CACHED_DEVICES = 100_000
 #: points read from the location store per catch-up page
@@ -238,6 +243,7 @@ class FenceIndex:
         self.fences = list(fences)
         self.ids = [f.id for f in self.fences]
         self.everyone = [i for i, f in enumerate(self.fences) if f.imeis is None]
+        self._everyone_ids = frozenset(self.ids[i] for i in self.everyone)
         self.by_imei: dict[str, list[int]] = {}
         for i, f in enumerate(self.fences):
             for imei in f.imeis or ():
@@ -252,8 +258,10 @@ class FenceIndex:
     def concerns(self, imei: str) -> bool:
         return bool(self.everyone) or imei in self.by_imei
 
-    def applicable(self, imei: str) -> set[str]:
-        return {self.ids[i] for i in self.everyone} | {self.ids[i] for i in self.by_imei.get(imei, ())}
+    def applicable(self, imei: str) -> frozenset[str]:
+        """The ids of the fences that apply to ``imei``."""
+        own = self.by_imei.get(imei)
+        return self._everyone_ids if not own else self._everyone_ids | {self.ids[i] for i in own}
 
     def _candidates(self, lons: np.ndarray, lats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(point index, fence index) pairs whose fence's box holds the point."""
@@ -467,7 +475,7 @@ class GeofenceService:
 # -- evaluation ------------------------------------------------------------------------------------
 
 def evaluate(imei: str, state: DeviceState, points: Sequence[LocationPoint], inside: Sequence[set[str]],
-             applicable: set[str], now: dt.datetime) -> DeviceUpdate | None:
+             applicable: frozenset[str] | set[str], now: dt.datetime) -> DeviceUpdate | None:
     """The outcome of ``points`` of one device (any order, ``inside[k]`` the fences holding
     ``points[k]``) from ``state``; None when no point is newer than the newest evaluated before."""
     order = sorted(range(len(points)), key=lambda k: points[k].ts)
@@ -484,16 +492,17 @@ def evaluate(imei: str, state: DeviceState, points: Sequence[LocationPoint], ins
         if update is None:
             update = DeviceUpdate(imei, state.version, p.ts)
         now_in = inside[k]
-        for fence_id, transition in ([(f, "enter") for f in sorted(now_in - current)]
-                                     + [(f, "exit") for f in sorted(current - now_in)]):
-            update.events.append({"id": str(uuid.uuid4()), "geofence_id": fence_id, "imei": imei,
-                                  "transition": transition, "ts": p.ts, "lat": p.lat, "lon": p.lon,
-                                  "created_at": now})
-            if transition == "enter":
-                since[fence_id] = p.ts
-                if fence_id in before:
-                    reentered.add(fence_id)
-        current = set(now_in)
+        if now_in != current:
+            for fence_id, transition in ([(f, "enter") for f in sorted(now_in - current)]
+                                         + [(f, "exit") for f in sorted(current - now_in)]):
+                update.events.append({"id": str(uuid.uuid4()), "geofence_id": fence_id, "imei": imei,
+                                      "transition": transition, "ts": p.ts, "lat": p.lat, "lon": p.lon,
+                                      "created_at": now})
+                if transition == "enter":
+                    since[fence_id] = p.ts
+                    if fence_id in before:
+                        reentered.add(fence_id)
+            current = now_in  # never changed afterwards
         last = p.ts
     if update is None:
         return None
@@ -502,6 +511,28 @@ def evaluate(imei: str, state: DeviceState, points: Sequence[LocationPoint], ins
     update.exits = sorted((before - current) | gone | (reentered & current))
     update.enters = [(f, since[f]) for f in sorted((current - before) | (reentered & current))]
     return update
+
+
+def compute(index: FenceIndex, states: dict[str, DeviceState], points: dict[str, list[LocationPoint]],
+            now: dt.datetime) -> dict[str, DeviceUpdate]:
+    """The update of each device whose ``points`` (any order) include some newer than its state's newest
+    evaluated one. Pure: reads ``index`` and ``states``, changes neither (it runs in a worker thread)."""
+    todo: dict[str, list[LocationPoint]] = {}
+    for imei, pts in points.items():
+        last = states[imei].last_ts
+        newer = pts if last is None else [p for p in pts if p.ts > last]
+        if newer:
+            todo[imei] = newer
+    flat = [p for pts in todo.values() for p in pts]
+    inside_flat = index.containing([p.imei for p in flat], [p.lon for p in flat], [p.lat for p in flat])
+    updates: dict[str, DeviceUpdate] = {}
+    k = 0
+    for imei, pts in todo.items():
+        update = evaluate(imei, states[imei], pts, inside_flat[k:k + len(pts)], index.applicable(imei), now)
+        k += len(pts)
+        if update is not None:
+            updates[imei] = update
+    return updates
 
 
 def _after(state: DeviceState, update: DeviceUpdate) -> DeviceState:
@@ -530,6 +561,9 @@ class GeofenceEvaluator:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        #: when the last evaluation of queued points began; drain() sets _urgent to skip the wait
+        self._last = 0.0
+        self._urgent = False
         metrics.geofence_queue_points.set_function(lambda: self._queued)
         metrics.geofence_pending_devices.set_function(lambda: len(self._catch_up))
 
@@ -562,6 +596,7 @@ class GeofenceEvaluator:
 
     async def drain(self, timeout_s: float = 10.0) -> bool:
         """Wait until everything queued is evaluated (tests, shutdown)."""
+        self._urgent = True
         try:
             async with asyncio.timeout(timeout_s):
                 while not (self._idle.is_set() and not self._queue and not self._catch_up):
@@ -570,6 +605,8 @@ class GeofenceEvaluator:
             return True
         except TimeoutError:
             return False
+        finally:
+            self._urgent = False
 
     async def close(self, timeout_s: float = 10.0) -> None:
         if self._task is not None:
@@ -597,8 +634,11 @@ class GeofenceEvaluator:
             batch: Sequence[LocationPoint] = ()
             try:
                 if self._queue:
-                    batch = self._queue.popleft()
-                    self._queued -= len(batch)
+                    if self._queued < EVALUATE_POINTS and not self._urgent:
+                        # let group commits gather: fewer, larger evaluations (and SQL commits) under load
+                        await asyncio.sleep(max(0.0, self._last + EVALUATE_INTERVAL_S - time.monotonic()))
+                    self._last = time.monotonic()
+                    batch = self._take()
                     await self._evaluate_batch(batch)
                 else:
                     imei, oldest = next(iter(self._catch_up.items()))
@@ -615,6 +655,16 @@ class GeofenceEvaluator:
                     self._defer(p.imei, p.ts)
                 self._states.clear()
                 await asyncio.sleep(1.0)
+
+    def _take(self) -> list[LocationPoint]:
+        """Every batch queued, up to :data:`EVALUATE_POINTS` points: under load, one evaluation (and one
+        transaction) covers several group commits."""
+        out: list[LocationPoint] = []
+        while self._queue and (not out or len(out) + len(self._queue[0]) <= EVALUATE_POINTS):
+            batch = self._queue.popleft()
+            self._queued -= len(batch)
+            out.extend(batch)
+        return out
 
     async def _catch_up_at_start(self) -> None:
         """Devices whose stored points are newer than their newest evaluated one (the process stopped
@@ -672,24 +722,12 @@ class GeofenceEvaluator:
         if missing:
             for imei, state in (await self.rows.load_state(missing)).items():
                 self._remember(imei, state)
-        # evaluate only the points newer than each device's newest evaluated one
-        todo = {imei: [p for p in pts if self._states[imei].last_ts is None or p.ts > self._states[imei].last_ts]  # type: ignore[operator]
-                for imei, pts in by_imei.items()}
-        todo = {imei: pts for imei, pts in todo.items() if pts}
-        flat = [p for pts in todo.values() for p in pts]
-        inside_flat = index.containing([p.imei for p in flat], [p.lon for p in flat], [p.lat for p in flat])
-        inside: dict[str, list[set[str]]] = {}
-        k = 0
-        for imei, pts in todo.items():
-            inside[imei] = inside_flat[k:k + len(pts)]
-            k += len(pts)
-        for attempt in range(RETRIES + 1):
-            now = utcnow()
-            updates = {}
-            for imei, pts in todo.items():
-                update = evaluate(imei, self._states[imei], pts, inside[imei], index.applicable(imei), now)
-                if update is not None:
-                    updates[imei] = update
+        todo = by_imei
+        for _ in range(RETRIES + 1):
+            states = {imei: self._states[imei] for imei in todo}
+            # the geometry and the transitions in a worker thread: shapely, numpy and PROJ release the GIL,
+            # and the event loop goes on reading sockets and acknowledging meanwhile
+            updates = await asyncio.to_thread(compute, index, states, todo, utcnow())
             if not updates:
                 return
             won = await self.rows.commit_evaluation(list(updates.values()))
