@@ -249,6 +249,15 @@ class FenceIndex:
             for imei in f.imeis or ():
                 self.by_imei.setdefault(imei, []).append(i)
         self._bounds = np.array([f.bounds for f in self.fences], dtype=float).reshape(-1, 4)
+        # per fence, as arrays indexed by candidate pairs (no Python loop per pair)
+        self._is_circle = np.array([f.shape is None for f in self.fences], dtype=bool)
+        self._restricted = np.array([f.imeis is not None for f in self.fences], dtype=bool)
+        self._alone = [frozenset((f.id,)) for f in self.fences]
+        self._shapes = np.empty(len(self.fences), dtype=object)
+        self._shapes[:] = [f.shape for f in self.fences]
+        self._c_lon = np.array([f.center[0] if f.center else 0.0 for f in self.fences], dtype=float)
+        self._c_lat = np.array([f.center[1] if f.center else 0.0 for f in self.fences], dtype=float)
+        self._radius = np.array([f.radius_m for f in self.fences], dtype=float)
         self._tree = (shapely.STRtree([shapely.box(*f.bounds) for f in self.fences])
                       if len(self.fences) >= STRTREE_FROM else None)
 
@@ -274,10 +283,10 @@ class FenceIndex:
         pi, fi = np.nonzero(hit)
         return pi, fi
 
-    def containing(self, imeis: Sequence[str], lons: Sequence[float], lats: Sequence[float]) -> list[set[str]]:
+    def containing(self, imeis: Sequence[str], lons: Sequence[float], lats: Sequence[float]) -> list[frozenset[str]]:
         """For each point ``(imeis[k], lons[k], lats[k])``, the ids of the fences that apply to its device
         and contain it."""
-        out: list[set[str]] = [set() for _ in imeis]
+        out: list[frozenset[str]] = [NOWHERE] * len(imeis)
         if not self.fences or not len(imeis):
             return out
         lon_a, lat_a = np.asarray(lons, dtype=float), np.asarray(lats, dtype=float)
@@ -285,24 +294,53 @@ class FenceIndex:
         if not len(pi):
             return out
         inside = np.zeros(len(pi), dtype=bool)
-        is_circle = np.array([self.fences[i].shape is None for i in fi], dtype=bool)
+        is_circle = self._is_circle[fi]
         poly = ~is_circle
         if poly.any():
-            shapes = np.array([self.fences[i].shape for i in fi[poly]], dtype=object)
-            inside[poly] = shapely.intersects_xy(shapes, lon_a[pi[poly]], lat_a[pi[poly]])
+            inside[poly] = shapely.intersects_xy(self._shapes[fi[poly]], lon_a[pi[poly]], lat_a[pi[poly]])
         if is_circle.any():
-            cf = fi[is_circle]
-            c_lon = np.array([self.fences[i].center[0] for i in cf])  # type: ignore[index]
-            c_lat = np.array([self.fences[i].center[1] for i in cf])  # type: ignore[index]
-            radius = np.array([self.fences[i].radius_m for i in cf])
-            _, _, dist = WGS84.inv(c_lon, c_lat, lon_a[pi[is_circle]], lat_a[pi[is_circle]])
-            inside[is_circle] = np.asarray(dist) <= radius
-        for p, f in zip(pi[inside].tolist(), fi[inside].tolist()):
-            fence = self.fences[f]
-            if fence.imeis is None or imeis[p] in fence.imeis:
-                out[p].add(fence.id)
+            inside[is_circle] = _within(self._c_lon[fi[is_circle]], self._c_lat[fi[is_circle]],
+                                        lon_a[pi[is_circle]], lat_a[pi[is_circle]], self._radius[fi[is_circle]])
+        pi, fi = pi[inside], fi[inside]
+        restricted = self._restricted[fi]
+        if restricted.any():  # fences for some devices only: keep the pairs of those devices
+            keep = ~restricted
+            for k in np.nonzero(restricted)[0].tolist():
+                keep[k] = imeis[pi[k]] in self.fences[fi[k]].imeis  # type: ignore[operator]
+            pi, fi = pi[keep], fi[keep]
+        order = np.argsort(pi, kind="stable")
+        pi, fi = pi[order], fi[order]
+        points, starts, counts = np.unique(pi, return_index=True, return_counts=True)
+        single = counts == 1
+        for p, f in zip(points[single].tolist(), fi[starts[single]].tolist()):
+            out[p] = self._alone[f]  # the usual case: in one fence
+        for p, start, n in zip(points[~single].tolist(), starts[~single].tolist(), counts[~single].tolist()):
+            out[p] = frozenset(self.ids[f] for f in fi[start:start + n].tolist())
         return out
 
+
+def _within(lon1: np.ndarray, lat1: np.ndarray, lon2: np.ndarray, lat2: np.ndarray, radius: np.ndarray) -> np.ndarray:
+    """Whether each point 2 is at most ``radius`` metres from point 1, geodesically on WGS84. A great-circle
+    distance (cheap, vectorised) settles the pairs clearly inside or outside; it differs from the
+    ellipsoid's geodesic by less than 0.6%, so only the pairs within that margin of the rim are measured on
+    the ellipsoid (PROJ's geodesic, Karney's algorithm)."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    h = np.sin((p2 - p1) / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(np.radians(lon2 - lon1) / 2) ** 2
+    sphere = 2 * _R_MEAN * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
+    margin = radius * 0.006 + 1.0
+    out = sphere <= radius - margin
+    near = np.abs(sphere - radius) < margin
+    if near.any():
+        _, _, dist = WGS84.inv(lon1[near], lat1[near], lon2[near], lat2[near])
+        out[near] = np.asarray(dist) <= radius[near]
+    return out
+
+
+#: the mean radius of the earth (IUGG), for the great-circle first pass of :func:`_within`
+_R_MEAN = 6_371_008.8
+
+#: the fences holding a point that is in none
+NOWHERE: frozenset[str] = frozenset()
 
 EMPTY = FenceIndex([])
 
@@ -474,7 +512,7 @@ class GeofenceService:
 
 # -- evaluation ------------------------------------------------------------------------------------
 
-def evaluate(imei: str, state: DeviceState, points: Sequence[LocationPoint], inside: Sequence[set[str]],
+def evaluate(imei: str, state: DeviceState, points: Sequence[LocationPoint], inside: Sequence[frozenset[str]] | Sequence[set[str]],
              applicable: frozenset[str] | set[str], now: dt.datetime) -> DeviceUpdate | None:
     """The outcome of ``points`` of one device (any order, ``inside[k]`` the fences holding
     ``points[k]``) from ``state``; None when no point is newer than the newest evaluated before."""
