@@ -187,6 +187,25 @@ async def test_state_is_kept_across_a_restart(server_factory: Any, tmp_path: Any
                                                                 (device.imei, "exit", at(4))]
 
 
+async def test_points_acknowledged_but_not_evaluated_before_a_crash_are_caught_up_at_start(
+        server_factory: Any) -> None:
+    first = await server_factory()
+    fence = await create(first, SQUARE)
+    device = await first.register()
+    dev = Streamer(await first.connect(device))
+    await dev.send(point(1, OUT), point(2, IN))
+    await first.probe.geofences_evaluated()
+    await first.probe.stop_geofence_evaluator()  # as if the process died right after the next acks
+    await dev.send(point(3, IN), point(4, OUT))
+    assert len(await first.probe.stored_points(device.imei)) == 4
+    await stop_server(first)
+
+    again = await server_factory(data_dir=first.settings.data_dir)
+    await again.probe.geofences_evaluated()
+    assert await transitions(again, geofence_id=fence["id"]) == [(device.imei, "enter", at(2)),
+                                                                (device.imei, "exit", at(4))]
+
+
 async def test_a_full_queue_is_caught_up_from_the_store(api: RunningServer) -> None:
     await create(api, SQUARE)
     api.probe.geofence_evaluator.queue_points = 1  # every batch of more than one point is deferred

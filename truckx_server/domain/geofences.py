@@ -611,6 +611,7 @@ class GeofenceEvaluator:
 
     def start(self) -> None:
         if self._task is None:
+            self._idle.clear()  # until the catch-up at start is done
             self._task = asyncio.create_task(self._run(), name="geofence-evaluator")
 
     def offer(self, points: Sequence[LocationPoint]) -> None:
