@@ -65,6 +65,11 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
                        headers={"Authorization": f"Bearer {dev.token}"})
     assert r.status_code == 201
     assert (await http.delete(f"/api/v1/admin/devices/{dev.imei}/videos/clip.mp4", headers=ada)).status_code == 204
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
+    r = await http.post("/api/v1/admin/geofences", json={"name": "yard", "geometry": square}, headers=ada)
+    fence = r.json()["id"]
+    await http.patch(f"/api/v1/admin/geofences/{fence}", json={"name": "yard 2"}, headers=admin)
+    await http.delete(f"/api/v1/admin/geofences/{fence}", headers=ada)
 
     entries = await audit(api)
     times = [parse_time(e["at"]) for e in entries]
@@ -90,6 +95,9 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
         ("opie", "command.send", cmd),
         ("opie", "command.cancel", cmd),
         ("ada", "video.delete", f"{dev.imei}/clip.mp4"),
+        ("ada", "geofence.create", fence),
+        ("admin", "geofence.update", fence),
+        ("ada", "geofence.delete", fence),
     ]
     assert {a for _actor, a, _t in got} == set(vocab.AUDIT_ACTIONS)  # every action seen
     by = {(e["action"], e["target"]): e for e in entries}
