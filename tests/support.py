@@ -203,6 +203,25 @@ class Probe:
         ``.commands``), to read rows as stored and to seed rows no API call makes."""
         return self._node.sql
 
+    async def geofences_evaluated(self, timeout_s: float = 10.0) -> None:
+        """Write the pending location batch, then wait until the geofence evaluator has evaluated every
+        point stored so far (its queue and its catch-ups are empty)."""
+        assert await self._node.flush_locations(timeout_s)
+        assert await self._node.geofences.evaluator.drain(timeout_s)
+
+    async def stop_geofence_evaluator(self) -> None:
+        """Stop the geofence evaluator as a crash would: what is queued is never evaluated here."""
+        evaluator = self._node.geofences.evaluator
+        task, evaluator._task = evaluator._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @property
+    def geofence_evaluator(self) -> Any:
+        return self._node.geofences.evaluator
+
     async def stored_points(self, imei: str, limit: int = 1_000_000) -> list[Any]:
         """The device's points as stored, oldest first."""
         return await self._node.location_store.track(imei, None, None, limit)

@@ -16,7 +16,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from .client import EXIT_AUTH, EXIT_ERROR, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_USAGE, CliError
 
-EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video")
+EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video", "geofence")
 #: the largest frame accepted from the server
 MAX_FRAME = 4 * 1024 * 1024
 

@@ -9,8 +9,8 @@ from typing import Any, Optional
 
 import typer
 
-from . import (accounts, alarms, audit, auth, command_queue, commands, devices, locations, nodes, storage, users,
-               videos, watch, webhooks)
+from . import (accounts, alarms, audit, auth, command_queue, commands, devices, geofences, locations, nodes, storage,
+               users, videos, watch, webhooks)
 from .client import CliError, Settings, check_profile_name
 from .common import PROFILE_HELP, RELATIVE_HELP, TZ_HELP, Group
 
@@ -111,6 +111,7 @@ app.add_typer(videos.app, name="videos")
 app.add_typer(commands.app, name="commands")
 app.add_typer(users.app, name="users")
 app.add_typer(webhooks.app, name="webhooks")
+app.add_typer(geofences.app, name="geofences")
 app.add_typer(auth.profiles_app, name="profiles")
 watch.register(app)
 storage.register(app)

@@ -21,7 +21,7 @@ from .names import DeviceNames
 from .output import Col, TimeView, build_table, info, stdout
 
 STYLES = {"alarm": "bold red", "device_status": "cyan", "command_status": "magenta", "video": "green",
-          "location": ""}
+          "geofence": "yellow", "location": ""}
 
 
 def summary(event: dict[str, Any]) -> str:
@@ -41,6 +41,9 @@ def summary(event: dict[str, Any]) -> str:
     if kind == "video":
         video = event.get("video") or event
         return f"{video.get('name')} {video.get('size', '')} bytes complete={video.get('complete', '')}"
+    if kind == "geofence":
+        ev = event.get("geofence_event") or {}
+        return f"{ev.get('transition')} geofence {ev.get('geofence_id')} at {ev.get('lat')},{ev.get('lon')}"
     rest = {k: v for k, v in event.items() if k not in ("type", "at", "imei")}
     return json.dumps(rest, separators=(",", ":"))[:120]
 
@@ -103,7 +106,7 @@ def watch(ctx: typer.Context,
           reconnect: bool = typer.Option(True, "--reconnect/--no-reconnect",
                                          help="Once connected, connect again with backoff when the feed closes "
                                               "(server restart) instead of exiting.")) -> None:
-    """Follow the live feed: locations, alarms, devices going on/offline, command status, videos.
+    """Follow the live feed: locations, alarms, devices going on/offline, command status, videos, geofences.
 
     The live view shows each device's name beside its IMEI (looked up once per device). If the server
     restarts, the feed is opened again with backoff (events in the gap are not replayed).

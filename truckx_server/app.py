@@ -18,15 +18,15 @@ import tornado.web
 
 from . import config, listener, logs, migrate, workers
 from .config import Settings
-from .handlers import (alarms, audit, commands, console, device_socket, devices, events, locations, nodes, openapi,
-                       ops, retention, sessions, trips, users, videos, webhooks)
+from .handlers import (alarms, audit, commands, console, device_socket, devices, events, geofences, locations, nodes,
+                       openapi, ops, retention, sessions, trips, users, videos, webhooks)
 from .handlers.base import NotFoundHandler
 from .wiring import Node
 
 log = logging.getLogger("truckx")
 
 ROUTE_MODULES = [ops, openapi, devices, users, sessions, alarms, locations, trips, commands, videos, retention,
-                 nodes, device_socket, events, console, audit, webhooks]
+                 nodes, device_socket, events, console, audit, webhooks, geofences]
 
 
 def routes() -> list:

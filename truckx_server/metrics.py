@@ -40,6 +40,16 @@ class Metrics:
         #: result: delivered, retry or failed (a closed set)
         self.webhook_attempts = Counter("truckx_webhook_attempts", "Webhook delivery attempts, by result "
                                         "(delivered, retry, failed)", ["result"], registry=r)
+        #: transition: enter or exit (a closed set)
+        self.geofence_transitions = Counter("truckx_geofence_transitions", "Geofence transitions stored",
+                                            ["transition"], registry=r)
+        self.geofence_queue_points = Gauge("truckx_geofence_queue_points", "Stored points waiting for geofence "
+                                           "evaluation", registry=r)
+        self.geofence_pending_devices = Gauge("truckx_geofence_pending_devices", "Devices waiting to be read back "
+                                              "from the location store for geofence evaluation", registry=r)
+        self.geofence_points_deferred = Counter(
+            "truckx_geofence_points_deferred", "Stored points not queued for geofence evaluation (queue full); "
+            "their devices are read back from the location store", registry=r)
         self.retention_removed = Counter("truckx_retention_removed", "Items deleted by retention passes", ["kind"],
                                          registry=r)
 

@@ -51,6 +51,9 @@ AUDIT_ACTIONS = (
     "webhook.update",        # webhook id
     "webhook.delete",        # webhook id
     "webhook.retry",         # webhook id/delivery id
+    "geofence.create",       # geofence id
+    "geofence.update",       # geofence id
+    "geofence.delete",       # geofence id
 )
 
 #: the webhook event types (``models.OutboxEvent.type``, ``POST /api/v1/admin/webhooks`` ``events``)
@@ -58,7 +61,12 @@ WEBHOOK_EVENTS = ("alarm.created", "alarm.acknowledged", "alarm.cleared", "devic
                   "geofence.enter", "geofence.exit", "command.finished", "video.uploaded")
 
 #: events on the admin feed (and the bus)
-EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video")
+EVENT_TYPES = ("location", "alarm", "device_status", "command_status", "video", "geofence")
+
+#: geofence transitions (``GET /api/v1/admin/geofence-events``; webhooks ``geofence.<transition>``)
+GEOFENCE_TRANSITIONS = ("enter", "exit")
+#: invalidation kind on the bus: the fences changed; every process reloads its compiled fences
+GEOFENCES_CHANGED = "geofences.changed"
 
 #: invalidation kinds on the bus about devices (``bus.Bus.invalidate``): published by domain/devices.py,
 #: heard by every service that holds something of a device (its credentials, its socket, its uploads)

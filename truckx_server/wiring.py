@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import Sequence
 
 from . import auth, migrate, privacy
 from .bus import Bus, LocalBus
@@ -20,6 +21,7 @@ from .domain.audit import AuditService
 from .domain.commands import CommandService
 from .domain.devices import DeviceService
 from .domain.events import EventService
+from .domain.geofences import GeofenceService
 from .domain.locations import LocationService
 from .domain.sessions import SessionService
 from .domain.retention import RetentionPolicy, RetentionService
@@ -32,7 +34,7 @@ from .hub import Hub
 from .ingest import LocationBatcher
 from .media import MediaProber
 from .metrics import Metrics
-from .models import utcnow
+from .models import LocationPoint, utcnow
 from .storage import make_location_store, make_sql_store, make_video_store
 
 log = logging.getLogger("truckx.wiring")
@@ -87,6 +89,7 @@ class Node:
         self.events = EventService(self.hub, self.bus, settings.max_feeds_per_user)
         self.nodes = NodeService(self.bus)
         self.audit = AuditService(self.sql.audit)
+        self.geofences = GeofenceService(self.sql.geofences, self.location_store, self.bus, metrics)
         self.media = MediaProber(workers=settings.media_workers, timeout_s=settings.media_timeout_s,
                                  on_outcome=lambda outcome: metrics.video_probes.labels(outcome).inc())
         self.videos = VideoService(self.video_store, self.sql.videos, self.sql.devices, self.bus, metrics,
@@ -114,12 +117,18 @@ class Node:
         self.batcher = LocationBatcher(
             self.location_store, max_points=settings.batch_max_points, interval_ms=settings.batch_interval_ms,
             queue_points=settings.batch_queue_points, write_timeout_s=settings.store_timeout_s,
-            on_flushed=self.locations.flushed, on_error=lambda exc: metrics.store_errors.labels("locations").inc())
+            on_flushed=self._flushed, on_error=lambda exc: metrics.store_errors.labels("locations").inc())
         metrics.bind_queue(lambda: self.batcher.queued_points)
 
         self._tasks: list[asyncio.Task[None]] = []
         #: the generated admin password on a first start (printed once by main)
         self.initial_admin_password: str | None = None
+
+    def _flushed(self, points: Sequence[LocationPoint], seconds: float) -> None:
+        """A group commit stored ``points`` (their devices are acknowledged): live events, and the
+        geofence evaluation, queued for a background task."""
+        self.locations.flushed(points, seconds)
+        self.geofences.evaluator.offer(points)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -133,6 +142,7 @@ class Node:
         await self.commands.load()
         await self.devices.warm()
         await self.bus.start()
+        await self.geofences.start()
         self.batcher.start()
         self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
@@ -164,6 +174,7 @@ class Node:
         await self.dispatcher.aclose()
         await self.devices.aclose()
         await self.batcher.close()
+        await self.geofences.aclose()  # evaluates what the last flush stored (bounded)
         await self.videos.aclose()  # finishes the fsync of parts whose upload was cut off
         with contextlib.suppress(Exception):
             await self.devices.save_last_seen()

@@ -80,6 +80,11 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
     assert (await http.post(f"/api/v1/admin/webhooks/{hook}/deliveries/{delivery}/retry",
                             headers=ada)).status_code == 200
     assert (await http.delete(f"/api/v1/admin/webhooks/{hook}", headers=ada)).status_code == 204
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 0]]]}
+    r = await http.post("/api/v1/admin/geofences", json={"name": "yard", "geometry": square}, headers=ada)
+    fence = r.json()["id"]
+    await http.patch(f"/api/v1/admin/geofences/{fence}", json={"name": "yard 2"}, headers=admin)
+    await http.delete(f"/api/v1/admin/geofences/{fence}", headers=ada)
 
     entries = await audit(api)
     times = [parse_time(e["at"]) for e in entries]
@@ -109,6 +114,9 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
         ("admin", "webhook.update", hook),
         ("ada", "webhook.retry", f"{hook}/{delivery}"),
         ("ada", "webhook.delete", hook),
+        ("ada", "geofence.create", fence),
+        ("admin", "geofence.update", fence),
+        ("ada", "geofence.delete", fence),
     ]
     assert {a for _actor, a, _t in got} == set(vocab.AUDIT_ACTIONS)  # every action seen
     by = {(e["action"], e["target"]): e for e in entries}

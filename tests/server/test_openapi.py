@@ -190,6 +190,21 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     assert r.status_code == 200 and r.json()["items"][0]["action"] == "device.rotate_secret"
     await http.post("/api/v1/device/login", json={"imei": dev.imei, "secret": "wrong"})
 
+    # geofences and their transitions
+    square = {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]}
+    r = await http.post("/api/v1/admin/geofences", json={"name": "depot", "geometry": square, "imeis": [dev.imei]},
+                        headers=admin)
+    assert r.status_code == 201, r.text
+    fence = f"/api/v1/admin/geofences/{r.json()['id']}"
+    assert (await http.get("/api/v1/admin/geofences", headers=admin)).status_code == 200
+    assert (await http.get(fence, headers=admin)).status_code == 200
+    r = await http.patch(fence, json={"geometry": {"type": "Circle", "center": [0.5, 0.5], "radius_m": 100}},
+                         headers=admin)
+    assert r.status_code == 200
+    r = await http.get("/api/v1/admin/geofence-events", params={"imei": dev.imei}, headers=admin)
+    assert r.status_code == 200
+    assert (await http.delete(fence, headers=admin)).status_code == 204
+
     # videos: a real clip gets its metadata and thumbnail; the fleet-wide list
     clip = h264_mp4(2.0, 320, 240)
     dev.secret = rotated.json()["secret"]

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ..domain.commands import CommandService
     from ..domain.devices import DeviceService
     from ..domain.events import EventService
+    from ..domain.geofences import GeofenceService
     from ..domain.locations import LocationService
     from ..domain.sessions import SessionService
     from ..domain.retention import RetentionService
@@ -217,6 +218,10 @@ class ApiMixin:
     @property
     def webhooks(self) -> "WebhookService":
         return self.node.webhooks
+
+    @property
+    def geofences(self) -> "GeofenceService":
+        return self.node.geofences
 
     @property
     def client_address(self) -> str:

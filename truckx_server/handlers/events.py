@@ -4,7 +4,7 @@ Token in the ``Authorization`` header or ``?token=`` (scrubbed from the access l
 session cookie: browsers send cookies on cross-site WebSocket handshakes too, so a handshake made with
 the cookie must come from this server's own pages (``Origin`` naming this host). Optional ``?imei=``
 (repeatable, or comma-separated) keeps only those devices' events. Each frame is one event from
-the bus (``domain/events.py``): ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video", "at", "imei",
+the bus (``domain/events.py``): ``{"type": "location"|"alarm"|"device_status"|"command_status"|"video"|"geofence", "at", "imei",
 ...}``.
 
 Every subscriber has a queue bounded in events (1000) and in bytes (4 MiB: one alarm may carry up to

@@ -14,12 +14,12 @@ import functools
 import json
 from typing import Any
 
-from . import (alarms, audit, commands, console, devices, locations, nodes, ops, retention, trips, users, videos,
-               webhooks)
+from . import (alarms, audit, commands, console, devices, geofences, locations, nodes, ops, retention, trips, users,
+               videos, webhooks)
 from .common import DEVICE, READ, VERSION
 
 MODULES = (ops, devices, users, alarms, locations, trips, commands, videos, retention, nodes, console, audit,
-           webhooks)
+           webhooks, geofences)
 
 WEBSOCKETS = {
     "/api/v1/device/ws": {"roles": DEVICE, "description": "Device session: location / locations / command_result / "
@@ -31,7 +31,8 @@ WEBSOCKETS = {
                           "what has no ack). Frames are strict JSON (no NaN/Infinity, no lone surrogates, at most "
                           "32 levels deep); a bad frame gets an error frame and the session goes on."},
     "/api/v1/admin/events": {"roles": READ, "description": "Live events: location, alarm, device_status, "
-                             "command_status, video. Optional ?imei= (repeatable). Token in Authorization or "
+                             "command_status, video, geofence ({type, at, imei, geofence_event: {id, geofence_id, "
+                             "imei, transition, ts, lat, lon}}). Optional ?imei= (repeatable). Token in Authorization or "
                              "?token=, or the console's session cookie (then the Origin must be this server's: 403 "
                              "otherwise; signing out closes the feed with 4401). A client that falls 1000 events "
                              "or 4 MiB behind is closed with 4429; a user's feed beyond --max-feeds-per-user "

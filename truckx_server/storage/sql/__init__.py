@@ -1,6 +1,6 @@
 """The relational store (SQLAlchemy Core over aiosqlite or aiomysql): one engine, one module per
 aggregate. ``SqlStore(url).devices.get(imei)``, ``.users``, ``.alarms``, ``.videos``, ``.commands``,
-``.sessions``, ``.retention``, ``.uploads``, ``.audit``, ``.webhooks``."""
+``.sessions``, ``.retention``, ``.uploads``, ``.audit``, ``.webhooks``, ``.geofences``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from .audit import AuditRows
 from .commands import CommandRows
 from .devices import DeviceRows
 from .engine import SqlEngine, async_url, sync_url
+from .geofences import GeofenceRows
 from .sessions import SessionRows
 from .retention import RetentionRows
 from .uploads import UploadRows
@@ -34,6 +35,7 @@ class SqlStore:
         self.uploads = UploadRows(self.db)
         self.audit = AuditRows(self.db)
         self.webhooks = WebhookRows(self.db)
+        self.geofences = GeofenceRows(self.db)
 
     async def ping(self) -> None:
         await self.db.ping()

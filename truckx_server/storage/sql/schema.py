@@ -258,3 +258,55 @@ webhook_deliveries = sa.Table(
     sa.Index("ix_webhook_deliveries_status_hook_id", "status", "webhook_id", "id"),
     sa.Index("ix_webhook_deliveries_hook_id", "webhook_id", "id"),
 )
+
+#: geofences (0013): ``geometry`` as given (GeoJSON Polygon/MultiPolygon or ``{"type": "Circle", ...}``),
+#: ``imeis`` the devices it applies to (null: every device)
+geofences = sa.Table(
+    "geofences", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("geometry", JsonText, nullable=False),
+    sa.Column("imeis", JsonText, nullable=True),
+    sa.Column("created_by", sa.String(64), nullable=True),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("updated_at", Timestamp, nullable=False),
+    sa.Index("ix_geofences_created_id", "created_at", "id"),
+)
+
+#: each transition of a device across a fence, with the first point on the new side (0013); no foreign
+#: key: a deleted fence's history stays
+geofence_events = sa.Table(
+    "geofence_events", metadata,
+    sa.Column("id", sa.String(36), primary_key=True),
+    sa.Column("geofence_id", sa.String(36), nullable=False),
+    sa.Column("imei", sa.String(15), nullable=False),
+    sa.Column("transition", sa.String(8), nullable=False),
+    sa.Column("ts", Timestamp, nullable=False),
+    sa.Column("lat", Double, nullable=False),
+    sa.Column("lon", Double, nullable=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Index("ux_geofence_events_fence_imei_ts", "geofence_id", "imei", "ts", unique=True),
+    sa.Index("ix_geofence_events_ts_id", "ts", "id"),
+    sa.Index("ix_geofence_events_imei_ts_id", "imei", "ts", "id"),
+    sa.Index("ix_geofence_events_fence_ts_id", "geofence_id", "ts", "id"),
+)
+
+#: per device: the newest point evaluated against the fences, and a version every evaluation moves
+#: (conditional UPDATE: two evaluators of one device never both commit; 0013)
+geofence_devices = sa.Table(
+    "geofence_devices", metadata,
+    sa.Column("imei", sa.String(15), primary_key=True),
+    sa.Column("last_ts", Timestamp, nullable=True),
+    sa.Column("version", sa.BigInteger, nullable=False),
+)
+
+#: per (device, fence): the device is inside the fence since ``since`` (no row: outside; 0013). No foreign
+#: key: deleting a fence deletes its rows in its transaction, and a row an evaluation wrote meanwhile for
+#: a fence gone is dropped by the next evaluation of that device
+geofence_inside = sa.Table(
+    "geofence_inside", metadata,
+    sa.Column("imei", sa.String(15), primary_key=True),
+    sa.Column("geofence_id", sa.String(36), primary_key=True),
+    sa.Column("since", Timestamp, nullable=False),
+    sa.Index("ix_geofence_inside_fence", "geofence_id"),
+)
