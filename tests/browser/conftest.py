@@ -131,7 +131,9 @@ def chromium() -> str:
 def fleet(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     base = tmp_path_factory.mktemp("console")
     data = base / "data"
-    server = ServerProcess(data, "--tile-url", TILE_URL, "--batch-interval-ms", "10").start()
+    # webhooks go to a receiver on 127.0.0.1 (test_geofences_and_webhooks): private addresses allowed
+    server = ServerProcess(data, "--tile-url", TILE_URL, "--batch-interval-ms", "10",
+                           "--webhook-deny-private", "false").start()
     sim_log = open(base / "sim.log", "wb")
     sim = subprocess.Popen(
         [sys.executable, "-m", "truckx_sim.main", "--url", server.url, "--provision",

@@ -1,6 +1,7 @@
 """The fleet console in a real browser (Chromium driven by Playwright) against a real server fed by
 ``truckx-sim``: sign in, the live map, a device's track, an alarm's thumbnail and video, acknowledging
-it, a command, the admin pages, what a viewer may not do, sign-out; the CSP of every page; no console
+it, a command, the admin pages, a geofence and a webhook made in the page and the crossing they report,
+what a viewer may not do, sign-out; the CSP of every page; no console
 error and no request to another origin than this server's and the tile server's. Each page is
 photographed at 1280x800 into docs/screenshots/.
 """
@@ -15,8 +16,10 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import ROUTE, TILE_ORIGIN, Fleet, Watch, api_json, rfc3339, send_points, shot
+from tests.browser.conftest import (ROUTE, TILE_ORIGIN, Fleet, Watch, api_json, rfc3339, send_points, shot,
+                                    wait_until)
 from tests.process import ADMIN_PASSWORD
+from tests.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 # the machine may be busy: wait up to 15 s for what should show (conditions, never fixed sleeps)
@@ -230,4 +233,55 @@ def test_every_page_has_the_csp_and_asks_only_this_server_and_the_tiles(watched:
         expect(page.locator(".topbar")).to_be_visible()
         page.wait_for_load_state("load")
     assert watch.documents and all("content-security-policy" in d.headers for d in watch.documents)
+    watch.assert_clean()
+
+
+def test_a_geofence_crossing_shows_live_and_reaches_a_webhook_made_in_the_page(watched: tuple[Any, Watch],
+                                                                             fleet: Fleet) -> None:
+    page, watch = watched
+    depot = (52.5300, 13.4150)  # about 1.3 km from where the walkthrough left the evidence device
+    secret: dict[str, str] = {}
+    with Receiver(secret_of=lambda: secret.get("value")) as rx:
+        page.goto(fleet.url + "/#/webhooks")
+        sign_in(page, "admin", ADMIN_PASSWORD)
+        expect(page.locator(".toolbar h2")).to_have_text("Webhooks")
+        page.click("button:has-text('New webhook')")
+        page.fill(".modal input[type=url]", rx.url)
+        page.uncheck(".modal label.check:has-text('alarm.created') input")
+        page.check(".modal label.check:has-text('geofence.enter') input")
+        page.click(".modal button[type=submit]")
+        secret["value"] = page.input_value(".modal .secret input")
+        assert secret["value"].startswith("whsec_")
+        page.click(".modal button:has-text('Done')")
+        hook_row = page.locator(f"tbody tr:has-text('{rx.url}')")
+        expect(hook_row.locator(".chip:has-text('geofence.enter')")).to_be_visible()
+        shot(page, "12-webhooks")
+
+        # a circle around the depot, for the evidence device only, entered as GeoJSON
+        page.click(".nav >> text=Geofences")
+        page.click(".create-fence button:has-text('GeoJSON')")
+        page.fill(".create-fence input[maxlength='128']", "depot")
+        page.fill(".create-fence textarea", json.dumps({"type": "Circle", "center": [depot[1], depot[0]],
+                                                        "radius_m": 300}))
+        page.locator(".create-fence label:has-text('Devices') input").fill(fleet.evidence.imei)
+        page.click(".create-fence button[type=submit]")
+        expect(page.locator(".fence-row:has-text('depot')")).to_be_visible()
+        [fence] = [f for f in api_json(fleet, "GET", "/api/v1/admin/geofences")["items"] if f["name"] == "depot"]
+        assert fence["imeis"] == [fleet.evidence.imei] and fence["geometry"]["radius_m"] == 300
+
+        # the truck drives into the depot: the crossing shows without a reload, and the webhook gets it
+        report_location(fleet, 3, *depot)
+        expect(page.locator(".crossing:has-text('truck-evidence')")).to_contain_text("Enter", timeout=20000)
+        shot(page, "13-geofences")
+        arrived = wait_until(lambda: [m for m in rx.snapshot() if m.body["type"] == "geofence.enter"], 30,
+                             "the geofence.enter webhook")
+        body = arrived[0].body
+        assert arrived[0].verified, "the signature does not verify with the secret the page showed"
+        assert body["data"]["imei"] == fleet.evidence.imei and body["data"]["geofence_id"] == fence["id"]
+        assert (body["data"]["lat"], body["data"]["lon"]) == depot
+
+        # and the page lists the delivery as delivered
+        page.click(".nav >> text=Webhooks")
+        page.locator(f"tbody tr:has-text('{rx.url}') button:has-text('Deliveries')").click()
+        expect(page.locator(".modal tbody tr:has-text('geofence.enter') .badge")).to_have_text("delivered")
     watch.assert_clean()
