@@ -17,6 +17,7 @@ depends_on = None
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 JsonText = sa.JSON().with_variant(mysql.JSON(), "mysql", "mariadb")
 BigId = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
 MYSQL = {"mysql_engine": "InnoDB", "mysql_charset": "utf8mb4", "mysql_collate": "utf8mb4_bin",
          "mariadb_engine": "InnoDB", "mariadb_charset": "utf8mb4", "mariadb_collate": "utf8mb4_bin"}
 
@@ -61,6 +62,9 @@ def upgrade() -> None:
     op.create_index("ix_webhook_deliveries_hook_id", "webhook_deliveries", ["webhook_id", "id"])
     with op.batch_alter_table("outbox") as batch:
         batch.add_column(sa.Column("dispatched_at", Timestamp, nullable=True))
+        # JSON as text: MariaDB's JSON type refuses documents nested deeper than 32 levels, and an alarm's
+        # details may be 31 deep inside the alarm an event wraps
+        batch.alter_column("data", existing_type=JsonText, type_=LongText, existing_nullable=False)
     op.create_index("ix_outbox_dispatched_id", "outbox", ["dispatched_at", "id"])
     with op.batch_alter_table("devices") as batch:
         batch.add_column(sa.Column("presence", sa.String(8), nullable=True))
@@ -76,5 +80,6 @@ def downgrade() -> None:
     op.drop_index("ix_outbox_dispatched_id", table_name="outbox")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("dispatched_at")
+        batch.alter_column("data", existing_type=LongText, type_=JsonText, existing_nullable=False)
     op.drop_table("webhook_deliveries")
     op.drop_table("webhooks")

@@ -6,6 +6,7 @@ per transition."""
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime as dt
 import uuid
 
@@ -22,7 +23,8 @@ LATER = NOW + dt.timedelta(days=1)
 
 
 async def events(store: SqlStore) -> list[dict]:
-    return await store.db.all(sa.select(outbox).order_by(outbox.c.id))
+    rows = await store.db.all(sa.select(outbox).order_by(outbox.c.id))
+    return [{**r, "data": json.loads(r["data"])} for r in rows]
 
 
 async def endpoint(store: SqlStore, types: list[str], enabled: bool = True, at: dt.datetime = NOW) -> str:

@@ -4,6 +4,7 @@ afterwards, so a crash between the change and the send loses nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -17,11 +18,21 @@ from .schema import outbox
 Announce = Callable[[dict[str, Any]], OutboxEvent | None]
 
 
+def dumps(data: Any) -> str:
+    """An event's ``data`` as stored (JSON text; see ``schema.outbox``)."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(text: str) -> Any:
+    return json.loads(text)
+
+
 async def record(conn: AsyncConnection, *events: OutboxEvent | None) -> None:
     """Write ``events`` on ``conn``, inside the caller's transaction, right after its change succeeded:
     the change and its events commit (or roll back) together. ``None`` entries are skipped."""
     now = to_db(utcnow())
-    rows = [{"type": e.type, "at": to_db(e.at), "data": e.data, "created_at": now} for e in events if e is not None]
+    rows = [{"type": e.type, "at": to_db(e.at), "data": dumps(e.data), "created_at": now}
+            for e in events if e is not None]
     if rows:
         await conn.execute(outbox.insert(), rows)
         conn.info[OUTBOX_MARK] = True  # SqlEngine.run wakes the dispatcher once this commits

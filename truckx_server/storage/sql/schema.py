@@ -209,7 +209,9 @@ outbox = sa.Table(
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
     sa.Column("type", sa.String(32), nullable=False),
     sa.Column("at", Timestamp, nullable=False),
-    sa.Column("data", JsonText, nullable=False),
+    #: the event's JSON as text (0012): MariaDB's JSON type refuses documents nested deeper than 32 levels,
+    #: and an alarm's ``details`` may be 31 deep inside the alarm that the event wraps
+    sa.Column("data", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
     sa.Column("created_at", Timestamp, nullable=False),
     #: when the event was fanned out to the deliveries of the endpoints subscribed to it (null: not yet; 0012)
     sa.Column("dispatched_at", Timestamp, nullable=True),

@@ -21,6 +21,7 @@ from ...errors import Conflict
 from ...models import AuditEntry
 from .audit import record
 from .engine import SqlEngine, row_dict, to_db
+from .outbox import loads
 from .schema import outbox, webhook_deliveries as deliveries, webhooks
 
 PENDING, DELIVERED, FAILED = "pending", "delivered", "failed"
@@ -188,13 +189,16 @@ class WebhookRows:
         ids = await self.db.run(q)
         if not ids:
             return []
-        return await self.db.all(
+        rows = await self.db.all(
             sa.select(deliveries.c.id, deliveries.c.message_id, deliveries.c.webhook_id, deliveries.c.type,
                       deliveries.c.attempts, deliveries.c.give_up_at, webhooks.c.url, webhooks.c.secret,
                       outbox.c.at.label("event_at"), outbox.c.data)
             .select_from(deliveries.join(webhooks, webhooks.c.id == deliveries.c.webhook_id)
                          .join(outbox, outbox.c.id == deliveries.c.outbox_id))
             .where(deliveries.c.id.in_(ids)).order_by(deliveries.c.id))
+        for row in rows:
+            row["data"] = loads(row["data"])
+        return rows
 
     async def attempted(self, delivery_id: int, holder: str, now: dt.datetime, *, status: str,
                         status_code: int | None, error: str | None, next_attempt_at: dt.datetime) -> bool:
