@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -93,6 +94,11 @@ def seed(srv: ServerProcess, imeis: list[str]) -> Seeded:
     httpx.post(srv.url + "/api/v1/admin/devices", json={"devices": [{"imei": i, "name": f"seed {i[-4:]}"}
                                                                    for i in imeis]}, headers=headers).raise_for_status()
     start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)
+    # two geofences holding the points below: each device's first point inside is an enter of both
+    for body in ({"name": "seed circle", "geometry": {"type": "Circle", "center": [11.5, 48.1], "radius_m": 500}},
+                 {"name": "seed square", "geometry": {"type": "Polygon", "coordinates": [
+                     [[11.4, 48.0], [11.6, 48.0], [11.6, 48.2], [11.4, 48.2], [11.4, 48.0]]]}}):
+        httpx.post(srv.url + "/api/v1/admin/geofences", json=body, headers=headers).raise_for_status()
     with connect(f"{srv.ws_url}/api/v1/device/ws", additional_headers=seeded.device()) as ws:
         ws.send(json.dumps({"type": "locations", "seq": 1, "points": [
             {"ts": rfc3339(start + dt.timedelta(seconds=i)), "lat": 48.1, "lon": 11.5} for i in range(3)]}))
@@ -112,6 +118,11 @@ def seed(srv: ServerProcess, imeis: list[str]) -> Seeded:
         httpx.post(srv.url + "/api/v1/admin/webhooks", json={"url": f"https://93.184.215.14/seed-{i}",
                                                              "events": ["alarm.created"], "enabled": False},
                    headers=headers).raise_for_status()
+    # the transitions are evaluated in the background, after the ack
+    deadline = time.monotonic() + 30
+    while len(httpx.get(srv.url + "/api/v1/admin/geofence-events", headers=headers).json()["items"]) < 2:
+        assert time.monotonic() < deadline, "the seeded points were not evaluated against the geofences"
+        time.sleep(0.05)
     # every paged list of the document whose only path parameter (if any) is the device
     lists = {template: template.replace("{imei}", device_imei)
              for template, item in openapi.document()["paths"].items()
