@@ -24,7 +24,7 @@ import tornado.web
 import tornado.websocket
 
 from ..errors import InvalidArgument, TruckxError
-from ..domain.locations import MAX_POINTS_PER_MESSAGE, parse_point, parse_seq
+from ..domain.locations import MAX_POINTS_PER_MESSAGE, fast_locations, parse_point, parse_seq
 from ..models import load_json, utcnow
 from ..vocab import CLOSE_INTERNAL_ERROR, CLOSE_TOO_SLOW
 from .base import ApiMixin
@@ -168,6 +168,11 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             count("binary")
             self._error("invalid_json", "send JSON text frames, not binary")
             return None
+        fast = fast_locations(self.imei, message, now)
+        if fast is not None:  # a valid location(s) frame, decoded and checked in one pass
+            kind, seq, points = fast
+            count(kind)
+            return node.batcher.offer(self, seq, points)
         try:
             msg = load_json(message, "the frame")
         except TruckxError as exc:
