@@ -135,7 +135,8 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """The hot path, synchronous: a location message is validated and queued without creating a
         task. It returns an awaitable only when Tornado must wait before reading this connection's next
-        frame: the location queue is full (backpressure), or a command result is being stored.
+        frame: the location queue is full (backpressure), a command result is being stored, or the
+        frames of this turn of the event loop are spent (``FrameBudget``: other requests get their turn).
 
         A bad frame gets an ``error`` frame and the session goes on. A fault of the server itself
         (a bug) is logged and closes the session with 1011, never a silent drop (1006)."""
@@ -146,7 +147,9 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         except Exception:
             self._internal_error()
             return None
-        return None if pending is None else self._guarded(pending)
+        if pending is None:
+            return self.node.frame_budget.spend()  # None, or the next turn of the loop (fairness)
+        return self._guarded(pending)
 
     async def _guarded(self, pending: Awaitable[None]) -> None:
         try:
