@@ -191,6 +191,8 @@ class GroupCommit(Generic[I, R]):
             try:
                 results = await self.run_batch([item for item, _ in batch])
             except BaseException as exc:  # noqa: B036 - handed to every waiter, cancellation included
+                if isinstance(exc, asyncio.CancelledError):  # the writer is going away: nobody waits forever
+                    batch, self._queue = batch + self._queue, []
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
