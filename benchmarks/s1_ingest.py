@@ -52,6 +52,19 @@ def cpu_note(res: dict, cores: int = 2) -> str:
     return s
 
 
+def cpu_row(scenario: str, key: str, metric: str, real: dict, real_rate: float, bare: dict, bare_rate: float,
+            baseline_name: str) -> Row:
+    """Server CPU time per unit of work, real vs bare (informational). On a machine shared with other
+    work the rates move with the CPU time the server happens to get; the CPU time each unit costs moves
+    much less, so this ratio is the steadier figure when the load average is above the core count."""
+    def us(res: dict, rate: float) -> float | None:
+        return round(res["server_cores"] / rate * 1e6, 1) if rate and res.get("server_cores") else None
+    value, base = us(real, real_rate), us(bare, bare_rate)
+    return Row(scenario, metric, value, "µs", base, baseline_name, "(informational)", None,
+               f"server cores: real {real.get('server_cores')}, bare {bare.get('server_cores')}", key=key,
+               better="lower", kind="rate", status="info")
+
+
 def write_tokens(path: Path, tokens: list[str]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(tokens))
@@ -102,6 +115,8 @@ def run(ctx: Context) -> list[Row]:
         Row("1 ingest", "rows in locations.db >= acked points", rows, "rows", None, "", "nothing acked is lost",
             rows >= acked_total_min and not errors, f"acked in measured windows {acked_total_min}; errors {errors[:2]}",
             key="s1.no_loss"),
+        cpu_row("1 ingest", "s1.cpu_per_point", "server CPU per persisted point, 1 point per message", real,
+                real["points_per_s"], bare, bare["messages_per_s"], "bare sink, CPU per message"),
         ratio_row("1 ingest", "s1.healthz_under_ingest", "GET /healthz p99 while ingest runs flat out",
                   h_load99 and round(h_load99, 2), "ms", round(h_idle99, 2), "same probe, idle server", "lower", 3.0,
                   "tail",

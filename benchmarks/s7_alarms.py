@@ -18,6 +18,7 @@ import time
 import httpx
 
 from common import (BENCH, DATA, PY, BareServer, Context, Row, TruckxServer, login_all, ratio_row, tree_cpu)
+from s1_ingest import cpu_row
 
 DEVICES = 20
 
@@ -78,6 +79,8 @@ def run(ctx: Context) -> list[Row]:
                   f"{r['client_cores']:.2f} cores, server {r.get('server_cores', 0):.2f} cores (bare: client "
                   f"{b['client_cores']:.2f}, server {b.get('server_cores', 0):.2f})",
                   also=atomic and idempotent, also_text="atomic and idempotent"),
+        cpu_row("7 alarms", "s7.cpu_per_alarm", "server CPU per accepted alarm", r, r["accepted_per_s"], b,
+                b["accepted_per_s"], "bare JSON POST handler, CPU per request"),
         Row("7 alarms", "every accepted alarm stored once with its file; a resend with the same id is a no-op",
             f"{n_alarms} / {n_files}", "alarms / files", None, "", "= accepted; resends 200", atomic and idempotent,
             f"{created} accepted (201) in the whole run, other statuses {others or 'none'}, client errors "

@@ -45,6 +45,50 @@ class _Entry:
     points: Sequence[LocationPoint]
 
 
+class FrameBudget:
+    """How many device frames the event loop handles in one turn, across all connections.
+
+    Tornado reads a connection's buffered frames one after the other without returning to the loop
+    (until 256 KiB), so after a group commit acks 50 busy devices, their next windows (1,000 frames,
+    ~30 ms) are handled in one or two turns, and every other request waits behind them: that was the
+    /healthz p99 under ingest. Once ``per_turn`` frames have been handled in the current turn,
+    :meth:`spend` returns a future that resolves on the next turn; the device handler returns it to
+    Tornado, which then reads that connection's next frame only when it resolves. Frames are only
+    delayed, never dropped or reordered (each connection keeps its order); one shared future per turn.
+    """
+
+    def __init__(self, per_turn: int = 100) -> None:
+        self.per_turn = per_turn
+        self._left = per_turn
+        self._armed = False
+        self._next_turn: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def spend(self) -> "asyncio.Future[None] | None":
+        """Count one frame; None while this turn has room, else a future for the next turn."""
+        if not self._armed:
+            self._armed = True
+            self._loop = asyncio.get_running_loop()
+            self._loop.call_soon(self._new_turn)
+        self._left -= 1
+        if self._left >= 0:
+            return None
+        if self._next_turn is None:
+            loop = asyncio.get_running_loop()
+            if loop is not self._loop:  # the loop that was to start the next turn is gone (tests)
+                self._new_turn()
+                return self.spend()
+            self._next_turn = loop.create_future()
+        return self._next_turn
+
+    def _new_turn(self) -> None:
+        self._armed = False
+        self._left = self.per_turn
+        waiting, self._next_turn = self._next_turn, None
+        if waiting is not None and not waiting.done():
+            waiting.set_result(None)
+
+
 class LocationBatcher:
     def __init__(self, store: Writer, *, max_points: int = 2000, interval_ms: int = 10,
                  queue_points: int = 50_000, write_timeout_s: float = 10.0,

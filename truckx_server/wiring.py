@@ -31,7 +31,7 @@ from .domain.users import UserService
 from .domain.videos import VideoService
 from .domain.webhooks import Dispatcher, WebhookService
 from .hub import Hub
-from .ingest import LocationBatcher
+from .ingest import FrameBudget, LocationBatcher
 from .media import MediaProber
 from .metrics import Metrics
 from .models import LocationPoint, utcnow
@@ -119,6 +119,8 @@ class Node:
             queue_points=settings.batch_queue_points, write_timeout_s=settings.store_timeout_s,
             on_flushed=self._flushed, on_error=lambda exc: metrics.store_errors.labels("locations").inc())
         metrics.bind_queue(lambda: self.batcher.queued_points)
+        #: device frames handled per turn of the event loop, so that a flood does not starve other requests
+        self.frame_budget = FrameBudget()
 
         self._tasks: list[asyncio.Task[None]] = []
         #: the generated admin password on a first start (printed once by main)

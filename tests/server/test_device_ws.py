@@ -227,3 +227,18 @@ async def test_device_cannot_write_for_another_imei(server: RunningServer) -> No
     await ws.wait_ack(1)
     assert len(await stored(server, a.imei)) == 1
     assert await stored(server, b.imei) == []
+
+
+async def test_a_burst_past_the_frame_budget_is_read_in_order_and_all_acked(server: RunningServer) -> None:
+    # a tiny allowance per turn of the loop, so the connection is paused and resumed many times
+    server.server.node.frame_budget.per_turn = 3
+    dev = await server.register()
+    ws = await server.connect(dev)
+    for seq in range(1, 301):
+        await ws.send({"type": "location", "seq": seq, **point(seq)})
+    health = await server.http.get("/healthz")  # other requests are served meanwhile
+    assert health.status_code == 200
+    await ws.wait_ack(300, timeout=20)
+    points = await stored(server, dev.imei)
+    assert [p.ts for p in points] == [T0 + dt.timedelta(seconds=i) for i in range(1, 301)]
+    assert server.probe.ws_message_count("location") == 300

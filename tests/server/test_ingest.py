@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-from truckx_server.ingest import LocationBatcher
+from truckx_server.ingest import FrameBudget, LocationBatcher
 from truckx_server.models import LocationPoint
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
@@ -86,3 +86,15 @@ async def test_close_with_a_dead_store_gives_up_without_acking() -> None:
     await batcher.submit(session, 1, pts(2))
     assert not await batcher.close(timeout_s=0.3)
     assert session.sent == [] and batcher.queued_points == 2
+
+
+async def test_frame_budget_defers_frames_past_the_turn_to_the_next_turn() -> None:
+    budget = FrameBudget(per_turn=3)
+    assert [budget.spend() for _ in range(3)] == [None, None, None]
+    later = budget.spend()
+    assert later is not None and not later.done()
+    assert budget.spend() is later  # one shared future per turn
+    await asyncio.sleep(0)  # the next turn of the loop
+    assert later.done()
+    assert [budget.spend() for _ in range(3)] == [None, None, None]  # a fresh allowance
+    assert budget.spend() is not None

@@ -4,6 +4,7 @@ the video index, commands, the audit log written in the change's transaction).""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import uuid
 
@@ -170,6 +171,44 @@ async def test_alarm_with_files_round_trips_and_retries_are_idempotent(sql_store
     assert (await sql_store.alarms.get(a.id) or {})["files"][0] == {"name": "a.mp4", "arrived": True,
                                                                      "thumbnail": False}
     assert await sql_store.alarms.get(str(uuid.uuid4())) is None
+
+
+async def test_concurrent_alarms_are_committed_together_each_one_whole(sql_store: SqlStore) -> None:
+    a_dev, b_dev = await device(sql_store), await device(sql_store)
+    old = alarm(id_=str(uuid.uuid4()), files=("old.mp4",))
+    await sql_store.alarms.insert(a_dev, old, NOW)
+    fresh = [alarm(id_=str(uuid.uuid4()), files=(f"{i}.mp4", f"{i}b.mp4")) for i in range(5)]
+    twice = alarm(id_=str(uuid.uuid4()))
+    results = await asyncio.gather(
+        *(sql_store.alarms.insert(a_dev, f, NOW) for f in fresh),
+        sql_store.alarms.insert(a_dev, twice, NOW), sql_store.alarms.insert(a_dev, twice, NOW),  # one batch
+        sql_store.alarms.insert(a_dev, old, NOW),  # a retry of a stored alarm
+        sql_store.alarms.insert(b_dev, old, NOW),  # another device's id
+        sql_store.alarms.insert(b_dev, fresh[0], NOW),  # an id used in the same batch by another device
+        return_exceptions=True)
+    assert [r[1] for r in results[:5]] == [True] * 5
+    for f, (stored, _) in zip(fresh, results[:5]):
+        assert stored["id"] == f.id and stored["imei"] == a_dev
+        assert [x["name"] for x in stored["files"]] == sorted(f.files)
+        assert await sql_store.alarms.get(f.id) == stored
+    assert results[5][1] is True and results[6][1] is False and results[5][0] == results[6][0]
+    assert results[7][1] is False and results[7][0]["id"] == old.id
+    assert isinstance(results[8], Conflict) and isinstance(results[9], Conflict)
+    ids = {r["id"] for r in await sql_store.alarms.search(imeis=[a_dev, b_dev], limit=100)}
+    assert ids == {old.id, twice.id, *(f.id for f in fresh)}
+
+
+async def test_an_alarm_that_cannot_be_stored_does_not_sink_the_others_of_its_batch(sql_store: SqlStore) -> None:
+    imei = await device(sql_store)
+    good = [alarm(id_=str(uuid.uuid4()), files=("x.mp4",)) for _ in range(3)]
+    bad = dataclasses.replace(alarm(id_=str(uuid.uuid4())), type=None)  # NOT NULL: the batch's insert fails
+    results = await asyncio.gather(*(sql_store.alarms.insert(imei, a, NOW) for a in [good[0], bad, *good[1:]]),
+                                   return_exceptions=True)
+    assert isinstance(results[1], Conflict)  # as when stored on its own: refused, nothing of it kept
+    assert [r[1] for r in results if not isinstance(r, Exception)] == [True] * 3
+    assert {r["id"] for r in await sql_store.alarms.search(imeis=[imei], limit=100)} == {a.id for a in good}
+    for a in good:
+        assert [f["name"] for f in (await sql_store.alarms.get(a.id) or {})["files"]] == ["x.mp4"]
 
 
 async def test_alarm_lifecycle(sql_store: SqlStore) -> None:

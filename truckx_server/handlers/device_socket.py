@@ -24,7 +24,7 @@ import tornado.web
 import tornado.websocket
 
 from ..errors import InvalidArgument, TruckxError
-from ..domain.locations import MAX_POINTS_PER_MESSAGE, parse_point, parse_seq
+from ..domain.locations import MAX_POINTS_PER_MESSAGE, fast_locations, parse_point, parse_seq
 from ..models import load_json, utcnow
 from ..vocab import CLOSE_INTERNAL_ERROR, CLOSE_TOO_SLOW
 from .base import ApiMixin
@@ -135,7 +135,8 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """The hot path, synchronous: a location message is validated and queued without creating a
         task. It returns an awaitable only when Tornado must wait before reading this connection's next
-        frame: the location queue is full (backpressure), or a command result is being stored.
+        frame: the location queue is full (backpressure), a command result is being stored, or the
+        frames of this turn of the event loop are spent (``FrameBudget``: other requests get their turn).
 
         A bad frame gets an ``error`` frame and the session goes on. A fault of the server itself
         (a bug) is logged and closes the session with 1011, never a silent drop (1006)."""
@@ -146,7 +147,9 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
         except Exception:
             self._internal_error()
             return None
-        return None if pending is None else self._guarded(pending)
+        if pending is None:
+            return self.node.frame_budget.spend()  # None, or the next turn of the loop (fairness)
+        return self._guarded(pending)
 
     async def _guarded(self, pending: Awaitable[None]) -> None:
         try:
@@ -168,6 +171,11 @@ class DeviceSocket(ApiMixin, tornado.websocket.WebSocketHandler):
             count("binary")
             self._error("invalid_json", "send JSON text frames, not binary")
             return None
+        fast = fast_locations(self.imei, message, now)
+        if fast is not None:  # a valid location(s) frame, decoded and checked in one pass
+            kind, seq, points = fast
+            count(kind)
+            return node.batcher.offer(self, seq, points)
         try:
             msg = load_json(message, "the frame")
         except TruckxError as exc:

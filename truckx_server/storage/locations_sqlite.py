@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -49,6 +50,23 @@ WHERE excluded.ts > latest.ts
 
 def _row(p: LocationPoint) -> tuple:
     return (p.imei, to_us(p.ts), p.lat, p.lon, p.speed_kmh, p.heading, p.alt_m, p.accuracy_m)
+
+
+def _write_batch(conn: sqlite3.Connection, points: Sequence[LocationPoint]) -> None:
+    """On the connection's thread: insert the points, move each device's newest into ``latest``, commit;
+    on any error roll back (the batcher retries the whole batch)."""
+    rows = [_row(p) for p in points]
+    newest: dict[str, tuple] = {}
+    for r in rows:
+        if r[0] not in newest or r[1] > newest[r[0]][1]:
+            newest[r[0]] = r
+    try:
+        conn.executemany(_INSERT, rows)
+        conn.executemany(_LATEST, list(newest.values()))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
 
 
 def _point(r: Sequence) -> LocationPoint:
@@ -102,19 +120,12 @@ class SqliteLocationStore:
     async def write(self, points: Sequence[LocationPoint]) -> None:
         if not points:
             return
-        rows = [_row(p) for p in points]
-        newest: dict[str, tuple] = {}
-        for r in rows:
-            if r[0] not in newest or r[1] > newest[r[0]][1]:
-                newest[r[0]] = r
+        db = self.db
         async with self._lock:
-            try:
-                await self.db.executemany(_INSERT, rows)
-                await self.db.executemany(_LATEST, list(newest.values()))
-                await self.db.commit()
-            except BaseException:
-                await self.db.rollback()
-                raise
+            # one hop to the connection's thread for the whole batch (rows, both statements, the
+            # commit), instead of one per call and a Cursor each: aiosqlite's own way of running a
+            # function on its thread (every public call of it goes through _execute)
+            await db._execute(_write_batch, db._conn, points)
 
     async def track(self, imei: str, since: dt.datetime | None, until: dt.datetime | None,
                     limit: int, after: dt.datetime | None = None) -> list[LocationPoint]:

@@ -5,7 +5,7 @@ that file is complete in the video index, ``thumbnail`` that a thumbnail of it w
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Sequence
+from typing import Any, Awaitable, Sequence, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -14,25 +14,79 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ...errors import Conflict
 from ...models import AlarmIn, AuditEntry
 from .audit import record
+from .engine import GroupCommit, SqlEngine, from_db, to_db
 from .outbox import Announce, record as record_events
-from .engine import SqlEngine, from_db, to_db
 from .schema import alarm_files, alarms, videos
+
+T = TypeVar("T")
+#: one report to insert: (imei, alarm, received at, what outbox event its creation makes)
+_Insert = tuple[str, AlarmIn, dt.datetime, "Announce | None"]
 
 
 class AlarmRows:
     def __init__(self, db: SqlEngine) -> None:
         self.db = db
+        #: concurrent reports share one transaction (group commit)
+        self._inserts: GroupCommit[_Insert, tuple[dict[str, Any], bool]] = GroupCommit(self._insert_batch)
 
     async def insert(self, imei: str, alarm: AlarmIn, now: dt.datetime,
                      announce: Announce | None = None) -> tuple[dict[str, Any], bool]:
         """Store an alarm and its files in one transaction, with the outbox event ``announce(alarm)``
         makes of the stored alarm. Returns ``(alarm, created)``: a retry with an id this device used
-        already returns the stored alarm and ``False`` (and records no event)."""
+        already returns the stored alarm and ``False`` (and records no event); an id another device
+        used is a :class:`Conflict`. Concurrent calls are committed together (:class:`GroupCommit`):
+        each alarm is still stored with all its files and its event, or not at all."""
+        return await self._inserts.submit((imei, alarm, now, announce))
+
+    async def _insert_batch(self, items: list[_Insert]) -> list[tuple[dict[str, Any], bool] | BaseException]:
+        """One transaction: the ids already stored, the new alarms and their files (one multi-row
+        insert each), every alarm of the batch read back with its files, and the outbox events of the
+        new ones. Should an insert still collide (another process stored the same id meanwhile),
+        nothing of the batch is kept and each alarm is stored on its own, as :meth:`_insert_one` always
+        did."""
+        ids = list(dict.fromkeys(alarm.id for _, alarm, _, _ in items))
+
+        async def q(conn: AsyncConnection) -> tuple[set[str], dict[str, dict[str, Any]]]:
+            stored = {r[0] for r in await conn.execute(sa.select(alarms.c.id).where(alarms.c.id.in_(ids)))}
+            new: dict[str, _Insert] = {}
+            for item in items:  # the first report of an id in the batch creates it
+                if item[1].id not in stored and item[1].id not in new:
+                    new[item[1].id] = item
+            if new:
+                await conn.execute(alarms.insert(), [_alarm_values(imei, alarm, now)
+                                                     for imei, alarm, now, _ in new.values()])
+                files = [{"alarm_id": alarm.id, "name": n, "imei": imei}
+                         for imei, alarm, _, _ in new.values() for n in alarm.files]
+                if files:
+                    await conn.execute(alarm_files.insert(), files)
+            rows = _alarm_rows(await conn.execute(sa.select(alarms).where(alarms.c.id.in_(ids))))
+            await _attach_files(conn, rows)
+            by_id = {r["id"]: r for r in rows}
+            await record_events(conn, *(announce(_copy(by_id[alarm_id])) for alarm_id, (_, _, _, announce)
+                                        in new.items() if announce is not None))
+            return set(new), by_id
+
+        try:
+            created_ids, by_id = await self.db.run(q)
+        except IntegrityError:
+            return [await _settled(self._insert_one(*item)) for item in items]
+        out: list[tuple[dict[str, Any], bool] | BaseException] = []
+        for imei, alarm, _, _ in items:
+            stored = by_id.get(alarm.id)
+            if stored is None or stored["imei"] != imei:
+                out.append(Conflict("alarm id is in use"))
+                continue
+            created = alarm.id in created_ids
+            created_ids.discard(alarm.id)  # a second report of the same id in the batch is a retry
+            out.append((_copy(stored), created))
+        return out
+
+    async def _insert_one(self, imei: str, alarm: AlarmIn, now: dt.datetime,
+                          announce: Announce | None = None) -> tuple[dict[str, Any], bool]:
+        """One alarm in its own transaction (what a batch falls back to)."""
 
         async def q(conn: AsyncConnection) -> None:
-            await conn.execute(alarms.insert().values(
-                id=alarm.id, imei=imei, type=alarm.type, ts=to_db(alarm.ts), lat=alarm.lat, lon=alarm.lon,
-                speed_kmh=alarm.speed_kmh, details=alarm.details, status="active", received_at=to_db(now)))
+            await conn.execute(alarms.insert().values(**_alarm_values(imei, alarm, now)))
             if alarm.files:
                 await conn.execute(alarm_files.insert(),
                                    [{"alarm_id": alarm.id, "name": n, "imei": imei} for n in alarm.files])
@@ -147,6 +201,23 @@ class AlarmRows:
                     await record_events(conn, announce(await _read_alarm(conn, alarm_id)))
             return changed
         return await self.db.run(q)
+
+
+def _alarm_values(imei: str, alarm: AlarmIn, now: dt.datetime) -> dict[str, Any]:
+    return dict(id=alarm.id, imei=imei, type=alarm.type, ts=to_db(alarm.ts), lat=alarm.lat, lon=alarm.lon,
+                speed_kmh=alarm.speed_kmh, details=alarm.details, status="active", received_at=to_db(now))
+
+
+def _copy(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of its own for each caller (the same alarm may be reported twice in a batch)."""
+    return {**row, "files": [dict(f) for f in row["files"]]}
+
+
+async def _settled(call: Awaitable[T]) -> T | BaseException:
+    try:
+        return await call
+    except Exception as exc:
+        return exc
 
 
 #: the files of a page of alarms and whether each file's video has arrived (complete in the index)
