@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import uuid
 
 import pytest
+import sqlalchemy as sa
 
 from tests.support import new_imei
 from truckx_server.errors import Conflict
-from truckx_server.models import UTC, AlarmIn, AuditEntry
+from truckx_server.models import UTC, AlarmIn, AuditEntry, OutboxEvent
 from truckx_server.storage.sql import SqlStore
+from truckx_server.storage.sql.schema import outbox
 
 NOW = dt.datetime(2026, 11, 27, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -196,6 +199,39 @@ async def test_concurrent_alarms_are_committed_together_each_one_whole(sql_store
     assert isinstance(results[8], Conflict) and isinstance(results[9], Conflict)
     ids = {r["id"] for r in await sql_store.alarms.search(imeis=[a_dev, b_dev], limit=100)}
     assert ids == {old.id, twice.id, *(f.id for f in fresh)}
+
+
+def created_event(row: dict) -> OutboxEvent:
+    return OutboxEvent("alarm.created", {"id": row["id"], "imei": row["imei"], "files": [f["name"] for f in row["files"]]})
+
+
+async def alarm_events(sql_store: SqlStore, ids: set[str]) -> list[dict]:
+    rows = await sql_store.db.all(sa.select(outbox).where(outbox.c.type == "alarm.created").order_by(outbox.c.id))
+    return [r["data"] if isinstance(r["data"], dict) else json.loads(r["data"]) for r in rows
+            if (r["data"] if isinstance(r["data"], dict) else json.loads(r["data"]))["id"] in ids]
+
+
+async def test_a_batch_of_alarms_writes_one_outbox_event_per_alarm_it_creates(sql_store: SqlStore) -> None:
+    """The group commit records each new alarm's event in its transaction; a retry or a refused alarm
+    records none, on the batch path and on the one-by-one path a failed batch falls back to."""
+    imei, other = await device(sql_store), await device(sql_store)
+    stored = alarm(id_=str(uuid.uuid4()))
+    await sql_store.alarms.insert(imei, stored, NOW, created_event)
+    fresh = [alarm(id_=str(uuid.uuid4()), files=(f"{i}.mp4",)) for i in range(4)]
+    await asyncio.gather(*(sql_store.alarms.insert(imei, f, NOW, created_event) for f in fresh),
+                         sql_store.alarms.insert(imei, fresh[0], NOW, created_event),  # the same id twice
+                         sql_store.alarms.insert(imei, stored, NOW, created_event),  # a retry
+                         sql_store.alarms.insert(other, stored, NOW, created_event),  # another device's id
+                         return_exceptions=True)
+    bad = dataclasses.replace(alarm(id_=str(uuid.uuid4())), type=None)  # sinks its batch: one by one
+    late = [alarm(id_=str(uuid.uuid4())) for _ in range(2)]
+    await asyncio.gather(*(sql_store.alarms.insert(imei, a, NOW, created_event) for a in [late[0], bad, late[1]]),
+                         return_exceptions=True)
+    ids = {stored.id, bad.id, *(a.id for a in fresh + late)}
+    events = await alarm_events(sql_store, ids)
+    assert sorted(e["id"] for e in events) == sorted([stored.id, *(a.id for a in fresh + late)])
+    assert all(e["imei"] == imei for e in events)
+    assert {e["id"]: e["files"] for e in events}[fresh[1].id] == ["1.mp4"]
 
 
 async def test_an_alarm_that_cannot_be_stored_does_not_sink_the_others_of_its_batch(sql_store: SqlStore) -> None:
