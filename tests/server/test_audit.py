@@ -70,12 +70,12 @@ async def test_every_admin_plane_change_is_audited_with_its_actor(api: RunningSe
                         headers=ada)
     hook = r.json()["id"]
     await report_alarm(api, dev)
-    await http.patch(f"/api/v1/admin/webhooks/{hook}", json={"enabled": False}, headers=admin)
     for _ in range(100):
         deliveries = (await http.get(f"/api/v1/admin/webhooks/{hook}/deliveries", headers=admin)).json()["items"]
         if deliveries:
             break
         await asyncio.sleep(0.05)
+    await http.patch(f"/api/v1/admin/webhooks/{hook}", json={"enabled": False}, headers=admin)
     delivery = deliveries[0]["id"]
     assert (await http.post(f"/api/v1/admin/webhooks/{hook}/deliveries/{delivery}/retry",
                             headers=ada)).status_code == 200

@@ -132,14 +132,14 @@ async def test_every_operation_answers_as_documented(api: RunningServer) -> None
     hook = r.json()["id"]
     assert (await http.get("/api/v1/admin/webhooks", headers=admin)).json()["items"][0]["id"] == hook
     alarm = await report_alarm(api, dev, files=["a.mp4"])
-    r = await http.patch(f"/api/v1/admin/webhooks/{hook}", json={"enabled": False}, headers=admin)
-    assert r.status_code == 200 and r.json()["enabled"] is False
-    assert (await http.get(f"/api/v1/admin/webhooks/{hook}", headers=admin)).status_code == 200
     for _ in range(100):
         deliveries = (await http.get(f"/api/v1/admin/webhooks/{hook}/deliveries", headers=admin)).json()["items"]
         if deliveries:
             break
         await asyncio.sleep(0.05)
+    r = await http.patch(f"/api/v1/admin/webhooks/{hook}", json={"enabled": False}, headers=admin)
+    assert r.status_code == 200 and r.json()["enabled"] is False
+    assert (await http.get(f"/api/v1/admin/webhooks/{hook}", headers=admin)).status_code == 200
     r = await http.post(f"/api/v1/admin/webhooks/{hook}/deliveries/{deliveries[0]['id']}/retry", headers=admin)
     assert r.status_code == 200 and r.json()["status"] == "pending"
     assert (await http.delete(f"/api/v1/admin/webhooks/{hook}", headers=admin)).status_code == 204

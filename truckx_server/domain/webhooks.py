@@ -61,6 +61,9 @@ FAN_OUT_BATCH = 200
 FAN_OUT_ROUNDS = 10
 #: the dispatcher looks for work this often even when nothing woke it (other processes' events)
 POLL_S = 1.0
+#: woken by a commit, the dispatcher waits this long first, so that a burst of changes is fanned out in
+#: one transaction rather than one each (every write transaction is a sync to disk on SQLite)
+COALESCE_S = 0.05
 #: finished deliveries (and their events) are deleted this long after their last attempt
 KEEP_FINISHED = dt.timedelta(days=30)
 PURGE_EVERY_S = 3600.0
@@ -322,6 +325,8 @@ class Dispatcher:
         #: a claim outlives the attempt it covers
         self.lease_s = timeout_s + RESOLVE_TIMEOUT_S + 30.0
         self._wake = asyncio.Event()
+        #: a delivery finished: its endpoint's next one may go at once (no coalescing wait)
+        self._next_due = False
         self._inflight: dict[int, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._last_purge = 0.0
@@ -359,15 +364,20 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             self._wake.clear()
+            self._next_due = False
             try:
                 await self.step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log.warning("webhook dispatch failed: %s", type(exc).__name__)
-            with contextlib.suppress(TimeoutError):
+            try:
                 async with asyncio.timeout(POLL_S):
                     await self._wake.wait()
+                if not self._next_due:
+                    await asyncio.sleep(COALESCE_S)
+            except TimeoutError:
+                pass
 
     async def step(self) -> int:
         """Fan out what the outbox holds, then start sending what is due (as many as free slots).
@@ -393,6 +403,7 @@ class Dispatcher:
 
     def _done(self, delivery_id: int) -> None:
         self._inflight.pop(delivery_id, None)
+        self._next_due = True
         self._wake.set()  # the endpoint's next delivery may be due now
 
     async def _deliver(self, d: dict[str, Any]) -> None:
