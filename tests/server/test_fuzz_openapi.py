@@ -14,7 +14,10 @@ teaches the generator those rules, as a client who read the description would:
 - a ``cursor`` is the ``next_cursor`` of the list's previous page: valid requests carry a real one;
 - ``request_video``'s ``to`` is after its ``from``; a bulk registration names each IMEI once; an
   upload's ``X-Content-SHA256`` is the hash of its body;
-- ``?wait=`` may hold a request up to 60 s for a command no device answers: valid requests wait at most 1 s.
+- ``?wait=`` may hold a request up to 60 s for a command no device answers: valid requests wait at most 1 s;
+- ``geofence-geometry``: a polygon's rings are closed and valid by OGC rules (no self-intersection, some
+  area, less than 180 degrees wide, at most 10,000 positions): a valid request's polygon that is not gets
+  a small square at its first position instead.
 
 ``TRUCKX_FUZZ_EXAMPLES`` (default 8) sets the examples per operation of the fuzzing phase; the seed is
 fixed, so a run is reproducible (``TRUCKX_FUZZ_SEED`` to explore others).
@@ -37,6 +40,8 @@ from hypothesis import strategies as st
 from tests.fuzz_support import Seeded, backend_args, combination_params, seed, start_server, tracebacks
 from tests.support import new_imei
 from truckx_server import openapi
+from truckx_server.domain.geofences import parse_geometry
+from truckx_server.errors import InvalidArgument
 from truckx_server.models import make_imei
 
 EXAMPLES = int(os.environ.get("TRUCKX_FUZZ_EXAMPLES", "8"))
@@ -124,6 +129,8 @@ def _prepare(case: Any, seeded: Seeded) -> None:
     if body and isinstance(body.get("devices"), list):  # each IMEI at most once
         unique = {d["imei"]: d for d in body["devices"] if isinstance(d, dict) and "imei" in d}
         body["devices"] = list(unique.values())
+    if body and isinstance(body.get("geometry"), dict):
+        _valid_geometry(body["geometry"])
     if body and body.get("command") == "request_video" and isinstance(body.get("args"), dict):
         args = body["args"]
         try:
@@ -135,6 +142,26 @@ def _prepare(case: Any, seeded: Seeded) -> None:
             args["from"], args["to"] = args["to"], args["from"]
             if end == start:
                 args["to"] = (end + dt.timedelta(seconds=1)).isoformat()
+
+
+def _valid_geometry(geometry: dict[str, Any]) -> None:
+    """A polygon or multipolygon valid by the rules the document describes but cannot state (see the module
+    docstring), in place: a small square at its first position."""
+    if geometry.get("type") not in ("Polygon", "MultiPolygon"):
+        return
+    try:
+        parse_geometry(geometry)
+        return
+    except InvalidArgument:
+        pass
+    try:
+        first = geometry["coordinates"][0][0][0] if geometry["type"] == "Polygon" else \
+            geometry["coordinates"][0][0][0][0]
+        lon, lat = min(max(float(first[0]), -179.0), 179.0), min(max(float(first[1]), -89.0), 89.0)
+    except (LookupError, TypeError, ValueError):
+        lon, lat = 0.0, 0.0
+    ring = [[lon, lat], [lon + 0.5, lat], [lon + 0.5, lat + 0.5], [lon, lat + 0.5], [lon, lat]]
+    geometry["coordinates"] = [ring] if geometry["type"] == "Polygon" else [[ring]]
 
 
 def _window(query: dict[str, Any], bounded: bool) -> None:

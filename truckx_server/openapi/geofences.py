@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..domain import geofences as g
-from .common import (ADMIN, CURSOR, IMEI, IMEIS, LIMIT, READ, SINCE, TIME, UNTIL, UUID, WRITE, json_response,
-                     nullable, obj, op, page_of, param, ref)
+from .common import (ADMIN, CURSOR, IMEI, IMEIS, LAT, LIMIT, LON, READ, SINCE, TIME, UNTIL, UUID, WRITE,
+                     json_response, nullable, obj, op, page_of, param, ref)
 
-POSITION = {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "number"},
+POSITION = {"type": "array", "minItems": 2, "maxItems": 3, "prefixItems": [LON, LAT], "items": {"type": "number"},
             "description": "[lon, lat] (WGS84 degrees; an optional altitude is ignored)"}
 RING = {"type": "array", "minItems": 4, "items": POSITION,
         "description": "a closed linear ring: at least 4 positions, the last equal to the first"}
@@ -16,10 +16,11 @@ POLYGON_RINGS = {"type": "array", "minItems": 1, "maxItems": g.MAX_RINGS, "items
                  "description": "the outer ring, then any holes"}
 IMEI_LIST = {"type": ["array", "null"], "minItems": 1, "maxItems": g.MAX_IMEIS, "items": IMEI,
              "description": "the devices the fence applies to; null or absent: every device"}
-NAME = {"type": "string", "minLength": 1, "maxLength": g.NAME_MAX}
+NAME = {"type": "string", "minLength": 1, "maxLength": g.NAME_MAX, "pattern": "\\S", "description": "not blank"}
 
 SCHEMAS: dict[str, Any] = {
     "GeofenceGeometry": {
+        "format": "geofence-geometry",
         "description": f"A GeoJSON Polygon or MultiPolygon (valid by OGC rules, at most {g.MAX_VERTICES} positions in "
                        "all, less than 180 degrees of longitude wide: split a fence crossing the antimeridian), or "
                        "a geodesic circle on the WGS84 ellipsoid. A point on the boundary is inside.",
