@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import BENCH, DATA, Context, Row, loadavg, machine, machine_info, raise_fd_limit  # noqa: E402
 
 SCENARIOS = {"1": "s1_ingest", "2": "s2_sessions", "4": "s4_commands", "3": "s3_storm", "5": "s5_upload",
-             "6": "s6_queries", "7": "s7_alarms", "9": "s9_geofences"}
+             "6": "s6_queries", "7": "s7_alarms", "8": "s8_retention", "9": "s9_geofences"}
 RESULTS_VERSION = 1
 
 
