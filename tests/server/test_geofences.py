@@ -114,7 +114,7 @@ async def test_resent_and_out_of_order_batches_give_exactly_the_true_transitions
     feed.close()
 
     # and the webhook outbox has each one, with the point on the new side
-    rows = await api.probe.sql.db.all(sa.select(outbox).order_by(outbox.c.id))
+    rows = [{**r, "data": json.loads(r["data"])} for r in await api.probe.sql.db.all(sa.select(outbox).order_by(outbox.c.id))]
     mine = [r for r in rows if r["type"].startswith("geofence.") and r["data"].get("imei") == imei]
     assert [(r["type"], r["data"]["ts"]) for r in mine] == [
         ("geofence.enter", at(2)), ("geofence.exit", at(4)), ("geofence.enter", at(6)), ("geofence.exit", at(8))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import uuid
 
 import sqlalchemy as sa
@@ -31,7 +32,8 @@ def event(fence_id: str, imei: str, transition: str, ts: dt.datetime) -> dict:
 
 
 async def outbox_rows(store: SqlStore) -> list[dict]:
-    return await store.db.all(sa.select(outbox).order_by(outbox.c.id))
+    """The outbox in order, ``data`` decoded (it is stored as JSON text)."""
+    return [{**r, "data": json.loads(r["data"])} for r in await store.db.all(sa.select(outbox).order_by(outbox.c.id))]
 
 
 async def test_fences_round_trip_with_their_audit_entries(sql_store: SqlStore) -> None:
