@@ -245,3 +245,20 @@ def eventually(check: Callable[[], Any], timeout: float = 10.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(interval)
+
+
+@contextlib.contextmanager
+def running_env(tmp: Path, settings: config.Settings) -> Iterator[Env]:
+    """A real server on ``settings`` in a thread, an admin logged in over HTTP, and the CLI's password
+    file: what the CLI tests of a module share (the ``env`` fixture; modules that need other settings)."""
+    srv = ServerThread(settings)
+    srv.start()
+    password_file = tmp / "admin-password"
+    password_file.write_text(ADMIN_PASSWORD + "\n")
+    try:
+        with httpx.Client(base_url=srv.url, timeout=15) as http:
+            r = http.post("/api/v1/admin/login", json={"username": "admin", "password": ADMIN_PASSWORD})
+            assert r.status_code == 200, r.text
+            yield Env(srv=srv, tmp=tmp, http=http, admin_token=r.json()["token"], password_file=password_file)
+    finally:
+        srv.stop()

@@ -7,10 +7,9 @@ import dataclasses
 import time
 from typing import Iterator
 
-import httpx
 import pytest
 
-from tests.cli.support import ADMIN_PASSWORD, Env, ServerThread, server_settings
+from tests.cli.support import Env, running_env, server_settings
 from tests.webhook_receiver import Receiver
 
 
@@ -19,17 +18,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp("cli-webhooks")
     settings = dataclasses.replace(server_settings(tmp / "data"), webhook_deny_private=False,
                                    webhook_retry_base_s=0.05, webhook_retry_window_s=0)
-    srv = ServerThread(settings)
-    srv.start()
-    password_file = tmp / "admin-password"
-    password_file.write_text(ADMIN_PASSWORD + "\n")
-    try:
-        with httpx.Client(base_url=srv.url, timeout=15) as http:
-            r = http.post("/api/v1/admin/login", json={"username": "admin", "password": ADMIN_PASSWORD})
-            assert r.status_code == 200, r.text
-            yield Env(srv=srv, tmp=tmp, http=http, admin_token=r.json()["token"], password_file=password_file)
-    finally:
-        srv.stop()
+    with running_env(tmp, settings) as env:
+        yield env
 
 
 def _until(predicate, what: str, timeout: float = 30.0):
