@@ -371,8 +371,11 @@ class GeofenceService:
         self.evaluator.start()
 
     async def aclose(self, timeout_s: float = 10.0) -> None:
-        for task in list(self._reloads):
+        reloads = list(self._reloads)
+        for task in reloads:
             task.cancel()
+        # awaited: a reload cancelled mid-query must give its connection back before the store closes
+        await asyncio.gather(*reloads, return_exceptions=True)
         await self.evaluator.close(timeout_s)
 
     # -- the cache ---------------------------------------------------------------------------------
