@@ -9,11 +9,14 @@ import asyncio
 import uuid
 
 import httpx
+import pytest
 
 from tests.cluster.conftest import Cluster
 from tests.cluster.support import bearer
 from tests.support import new_imei
 from tests.webhook_receiver import Receiver, wait_until
+
+pytestmark = [pytest.mark.slow, pytest.mark.mariadb, pytest.mark.mongo]
 
 ARGS = ("--webhook-deny-private", "false", "--webhook-retry-base-s", "0.1", "--offline-after-s", "2")
 
