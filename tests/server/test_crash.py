@@ -102,9 +102,7 @@ class Streamer:
 
     async def resend(self, srv: ServerProcess) -> None:
         """Reconnect and send every frame not acked, and the last acked one again; wait for the ack."""
-        # up to the newest frame made, not only the newest sent: a send that raised because the server
-        # was killed at that moment may or may not have reached it, and its points count as sent
-        last = max(self.frames, default=self.next_seq - 1)
+        last = self.next_seq - 1  # a frame counts as sent from before its send (see stream)
         async with connect(self.url(srv), additional_headers={"Authorization": f"Bearer {self.token}"},
                            open_timeout=30) as ws:
             for seq in range(max(1, self.acked), last + 1):

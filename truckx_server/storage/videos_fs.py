@@ -373,6 +373,37 @@ class FsClaim:
             self.release()
 
 
+#: the uploads this process is receiving, by (imei, name): None while claimed, then its part writer
+Uploads = dict[tuple[str, str], Any]
+
+
+def claim(uploads: Uploads, imei: str, name: str) -> FsClaim:
+    """Reserve (imei, name) in ``uploads`` for one upload; :class:`Conflict` while another one runs
+    (the file store and the S3 store keep their uploads in progress alike)."""
+    key = (validate_imei(imei), validate_file_name(name))
+    if key in uploads:
+        raise Conflict("another upload of this file is in progress; try again later")
+    uploads[key] = None
+    return FsClaim(uploads, key)
+
+
+async def take_over(uploads: Uploads, imei: str, name: str, timeout_s: float) -> None:
+    """Cut off the upload of (imei, name) in ``uploads`` still open (its writer's ``on_preempt``) and
+    wait until it is put away; :class:`Conflict` after ``timeout_s``."""
+    key = (validate_imei(imei), validate_file_name(name))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    preempted = False
+    while key in uploads:
+        writer = uploads[key]
+        if not preempted and writer is not None and writer.state == "open" and writer.on_preempt:
+            preempted = True
+            writer.on_preempt()
+        if loop.time() > deadline:
+            raise Conflict("another upload of this file is in progress; try again later")
+        await asyncio.sleep(0.01)
+
+
 class FsVideoStore:
     def __init__(self, root: Path) -> None:
         # resolved once at start-up, so that every path below is compared against a canonical root
@@ -440,26 +471,11 @@ class FsVideoStore:
         half-open and could hold the file for minutes. The old request is cut off, its part put away at
         its durable offset, and this returns once the file is free. An upload that is already being
         finished (all its bytes arrived) is waited for, not cut off."""
-        key = (validate_imei(imei), validate_file_name(name))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        preempted = False
-        while key in self._uploads:
-            writer = self._uploads[key]
-            if not preempted and writer is not None and writer.state == "open" and writer.on_preempt:
-                preempted = True
-                writer.on_preempt()
-            if loop.time() > deadline:
-                raise Conflict("another upload of this file is in progress; try again later")
-            await asyncio.sleep(0.01)
+        await take_over(self._uploads, imei, name, timeout_s)
 
     def claim(self, imei: str, name: str) -> "FsClaim":
         """Reserve (imei, name) for one upload; :class:`Conflict` while another one runs."""
-        key = (validate_imei(imei), validate_file_name(name))
-        if key in self._uploads:
-            raise Conflict("another upload of this file is in progress; try again later")
-        self._uploads[key] = None
-        return FsClaim(self._uploads, key)
+        return claim(self._uploads, imei, name)
 
     async def open_part(self, claim: "FsClaim", resume: bool) -> PartWriter:
         """Open the part file of a claimed upload: a new, empty one, or (``resume``) the existing one for

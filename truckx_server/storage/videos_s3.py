@@ -40,7 +40,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from ..errors import Conflict, Unavailable
 from ..models import utcnow, validate_file_name, validate_imei
 from .sql.uploads import UploadRows
-from .videos_fs import THUMB_SUFFIX, THUMBS_DIR, FsClaim
+from .videos_fs import THUMB_SUFFIX, THUMBS_DIR, FsClaim, claim, take_over
 
 log = logging.getLogger("truckx.videos.s3")
 
@@ -274,25 +274,10 @@ class S3VideoStore:
     async def take_over(self, imei: str, name: str, timeout_s: float = 10.0) -> None:
         """Cut off this process's upload of (imei, name) still in progress and wait until it is put
         away (see ``FsVideoStore.take_over``)."""
-        key = (validate_imei(imei), validate_file_name(name))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_s
-        preempted = False
-        while key in self._uploads:
-            writer = self._uploads[key]
-            if not preempted and writer is not None and writer.state == "open" and writer.on_preempt:
-                preempted = True
-                writer.on_preempt()
-            if loop.time() > deadline:
-                raise Conflict("another upload of this file is in progress; try again later")
-            await asyncio.sleep(0.01)
+        await take_over(self._uploads, imei, name, timeout_s)
 
     def claim(self, imei: str, name: str) -> FsClaim:
-        key = (validate_imei(imei), validate_file_name(name))
-        if key in self._uploads:
-            raise Conflict("another upload of this file is in progress; try again later")
-        self._uploads[key] = None
-        return FsClaim(self._uploads, key)
+        return claim(self._uploads, imei, name)
 
     # -- uploads ---------------------------------------------------------------------------------
 
